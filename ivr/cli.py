@@ -1,0 +1,47 @@
+"""The `ivr` command. Thin: parse arguments, call services, print.
+
+Each sub-command lives in its own module under ivr/commands/ and exposes
+``register(subparsers)``; they are discovered here so adding one touches no other file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from ivr import __version__, commands, config, log
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivr", description="StarPay: pay a bill by phone (*PAY) or by text, at any hour.")
+    parser.add_argument("--version", action="version", version=f"starpay {__version__}")
+    parser.add_argument("-c", "--config", help="TOML config file (default: ./starpay.toml "
+                        "or $STARPAY_CONFIG when present)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"ivr: configuration error: {exc}", file=sys.stderr)
+        print("Run `ivr config check` after fixing it.", file=sys.stderr)
+        return 2
+    log.setup("DEBUG" if args.verbose else cfg.log.level)
+    try:
+        return int(args.func(args, cfg) or 0)
+    except KeyboardInterrupt:
+        return 130

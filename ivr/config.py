@@ -1,0 +1,257 @@
+"""One typed config object, loaded from a TOML file and overridden by the environment.
+
+Precedence (last wins): built-in defaults, the TOML file, then environment variables named
+``STARPAY_<SECTION>_<KEY>`` (e.g. ``STARPAY_AGI_PORT=4600``). The defaults run the product
+embedded: SQLite, the sandbox gateway, a local SMS outbox, everything on loopback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STARPAY_"
+DEFAULT_FILE = "starpay.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+@dataclass
+class AgiConfig:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    max_sessions: int = 4000
+    header_timeout: float = 5.0  # seconds to receive the whole agi_* header block
+    command_timeout: float = 300.0  # longest a single AGI reply may take (recordings, waits)
+    shutdown_grace: float = 30.0  # live calls get this long to finish on shutdown
+
+
+@dataclass
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "starpay"
+    # Empty means: use the secret generated for the local Asterisk instance (never a default).
+    secret: str = ""
+    reconnect_max_delay: float = 30.0
+
+
+@dataclass
+class AsteriskConfig:
+    # Root of a Debian sid tree holding Asterisk; empty picks `asterisk` on PATH or the cache.
+    root: str = ""
+    # Where the local instance keeps its rendered config, logs, spool and control socket.
+    instance_dir: str = "var/asterisk"
+    sip_port: int = 5060
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///var/starpay.db"
+    echo: bool = False
+
+
+@dataclass
+class PaymentsConfig:
+    gateway: str = "sandbox"  # sandbox | stripe
+    currency: str = "USD"
+    allow_overpay: bool = False
+    daily_limit_minor: int = 500_000  # per account per day, minor units
+    reconcile_interval: float = 60.0
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""  # empty: Stripe's own API
+
+
+@dataclass
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret: str = ""  # empty: a random one per start (sessions don't survive restarts)
+
+
+@dataclass
+class CallConfig:
+    verify: str = "attested"  # always | attested | never
+    max_tries: int = 3
+    lockout_failures: int = 5
+    lockout_minutes: int = 30
+    default_language: str = "en"
+    languages: list[str] = field(default_factory=lambda: ["en", "es"])
+    default_region: str = "US"
+
+
+@dataclass
+class LogConfig:
+    level: str = "INFO"
+
+
+@dataclass
+class Config:
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    call: CallConfig = field(default_factory=CallConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "defaults"
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this configuration, in plain words (empty when fine)."""
+        out: list[str] = []
+        for name, port in (("agi.port", self.agi.port), ("ami.port", self.ami.port),
+                           ("web.port", self.web.port), ("asterisk.sip_port",
+                                                         self.asterisk.sip_port)):
+            if not 0 < port < 65536:
+                out.append(f"{name} is {port}; a TCP port is between 1 and 65535")
+        for name, host in (("agi.host", self.agi.host), ("ami.host", self.ami.host),
+                           ("web.host", self.web.host)):
+            if not _is_loopback(host):
+                out.append(f"note: {name} = {host} is not loopback; make sure a firewall "
+                           "keeps it off the public network")
+        if self.agi.max_sessions < 1:
+            out.append("agi.max_sessions must be at least 1")
+        if self.call.verify not in ("always", "attested", "never"):
+            out.append(f"call.verify is {self.call.verify!r}; use always, attested or never")
+        if self.payments.gateway not in ("sandbox", "stripe"):
+            out.append(f"payments.gateway is {self.payments.gateway!r}; use sandbox or stripe")
+        if self.payments.gateway == "stripe" and not self.payments.stripe_api_key:
+            out.append("payments.gateway is stripe but payments.stripe_api_key is empty; "
+                       "set STARPAY_PAYMENTS_STRIPE_API_KEY")
+        if self.payments.daily_limit_minor <= 0:
+            out.append("payments.daily_limit_minor must be positive (minor units, e.g. cents)")
+        if len(self.payments.currency) != 3 or not self.payments.currency.isalpha():
+            out.append(f"payments.currency is {self.payments.currency!r}; use an ISO 4217 code")
+        if not self.database.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            out.append("database.url must start with sqlite+aiosqlite:// or "
+                       "postgresql+asyncpg://")
+        if not _is_loopback(self.ami.host) and not self.ami.secret:
+            out.append("ami.secret is empty for a remote Asterisk; set STARPAY_AMI_SECRET")
+        if self.call.default_language not in self.call.languages:
+            out.append(f"call.default_language {self.call.default_language!r} is not in "
+                       f"call.languages {self.call.languages}")
+        return out
+
+    def errors(self) -> list[str]:
+        return [p for p in self.problems() if not p.startswith("note:")]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _coerce(value: str, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: {value!r} is not true/false")
+    if kind is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a whole number") from None
+    if kind is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a number") from None
+    if origin is list:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _check_type(value: Any, kind: Any, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    origin = typing.get_origin(kind) or kind
+    if isinstance(origin, types.UnionType):
+        return value
+    if not isinstance(value, origin) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, "
+                          f"got {value!r}")
+    return value
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Build the config: defaults, then the TOML file (if any), then the environment."""
+    env = os.environ if environ is None else environ
+    cfg = Config()
+    file = Path(path) if path else Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_FILE))
+    if path or file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        _apply_file(cfg, data, str(file))
+        cfg.source = str(file)
+    _apply_env(cfg, env)
+    return cfg
+
+
+def _sections(cfg: Config) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "source"}
+
+
+def _apply_file(cfg: Config, data: dict[str, Any], where: str) -> None:
+    sections = _sections(cfg)
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(f"{where}: unknown section [{name}]; known: "
+                              f"{', '.join(sections)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        section = sections[name]
+        hints = typing.get_type_hints(type(section))
+        for key, value in table.items():
+            if key not in hints:
+                raise ConfigError(f"{where}: unknown key {name}.{key}; known: "
+                                  f"{', '.join(hints)}")
+            setattr(section, key, _check_type(value, hints[key], f"{where}: {name}.{key}"))
+
+
+def _apply_env(cfg: Config, env: typing.Mapping[str, str]) -> None:
+    sections = _sections(cfg)
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        name, _, key = rest.partition("_")
+        if name not in sections:
+            continue
+        section = sections[name]
+        hints = typing.get_type_hints(type(section))
+        if key in hints:
+            setattr(section, key, _coerce(value, hints[key], var))
+
+
+def as_dict(cfg: Config, hide_secrets: bool = True) -> dict[str, Any]:
+    out = dataclasses.asdict(cfg)
+    if hide_secrets:
+        for table in out.values():
+            if isinstance(table, dict):
+                for key in table:
+                    if ("secret" in key or key.endswith("api_key")) and table[key]:
+                        table[key] = "********"
+    return out
