@@ -49,8 +49,8 @@ class AmiConfig:
 class AsteriskConfig:
     # Root of a Debian sid tree holding Asterisk; empty picks `asterisk` on PATH or the cache.
     root: str = ""
-    # Where the local instance keeps its rendered config, logs, spool and control socket.
-    instance_dir: str = "var/asterisk"
+    # Name of the local instance (its rendered config, logs, spool and control socket).
+    instance: str = "default"
     sip_port: int = 5060
 
 

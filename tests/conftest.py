@@ -9,7 +9,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.asterisk",
     "tests.fixtures.postgres",
-    "tests.fixtures.chromium",
+    
 ]
 
 

@@ -1,0 +1,1 @@
+"""Running a private Asterisk instance for `make run`, tests and QA."""

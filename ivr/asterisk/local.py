@@ -1,0 +1,348 @@
+"""Run a private Asterisk instance: find the binary, render its config, start and stop it.
+
+Asterisk comes from `asterisk` on PATH when there is one, else from a Debian sid root built
+once by scripts/asterisk-root.sh (Debian 12 has no asterisk package; sid's would replace the
+host's libc, so it runs chrooted). Every instance gets its own directory with the shipped
+asterisk-config/ files, generated per-instance files (ports, AMI secrets, the AGI address)
+and its own run/log/spool dirs, so several instances (a `make run`, a test session) coexist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = PROJECT_DIR / "asterisk-config"
+INSTANCES_IN_ROOT = "srv/starpay"  # where instances live inside a chroot root
+
+
+class AsteriskNotFound(RuntimeError):
+    """No Asterisk binary could be found; the message says how to get one."""
+
+
+class AsteriskFailed(RuntimeError):
+    """Asterisk did not start or stop as asked; the message points at its log."""
+
+
+def default_root() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "starpay" / "asterisk-root"
+
+
+def find_asterisk(root: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
+    """Return (chroot root or None, asterisk binary path as seen inside it)."""
+    if root:
+        r = Path(root)
+        if (r / "usr/sbin/asterisk").exists():
+            return r, "/usr/sbin/asterisk"
+        raise AsteriskNotFound(f"no usr/sbin/asterisk under {r}; run `make asterisk` "
+                               "or fix asterisk.root in the config")
+    on_path = shutil.which("asterisk")
+    if on_path:
+        return None, on_path
+    r = default_root()
+    if (r / "usr/sbin/asterisk").exists() and (r / ".starpay-complete").exists():
+        return r, "/usr/sbin/asterisk"
+    raise AsteriskNotFound("Asterisk is not installed: run `make asterisk` (builds a cached "
+                           "Debian root with Asterisk) or install asterisk on PATH")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Ports:
+    ami: int
+    agi: int
+    sip: int
+
+
+class LocalAsterisk:
+    """One private Asterisk instance.
+
+    ``agi_port`` is where the rendered dialplan sends AGI() calls: the service (or a test's
+    AGI server) listens there.
+    """
+
+    def __init__(self, name: str, *, root: str | os.PathLike[str] | None = None,
+                 ports: Ports | None = None, agi_host: str = "127.0.0.1",
+                 base_dir: str | os.PathLike[str] | None = None,
+                 config_dir: Path = SHIPPED_CONFIG) -> None:
+        self.root, self.binary = find_asterisk(root)
+        self.name = name
+        if self.root is not None:
+            self.host_dir = self.root / INSTANCES_IN_ROOT / name
+            self.inside_dir = Path("/") / INSTANCES_IN_ROOT / name
+        else:
+            base = Path(base_dir) if base_dir else PROJECT_DIR / "var" / "asterisk"
+            self.host_dir = (base / name).resolve()
+            self.inside_dir = self.host_dir
+        self.config_dir = config_dir
+        self.agi_host = agi_host
+        state = self._load_state()
+        self.ports = ports or (Ports(**state["ports"]) if state else
+                               Ports(ami=free_port(), agi=free_port(),
+                                     sip=free_port(socket.SOCK_DGRAM)))
+        self.ami_host = "127.0.0.1"
+        self.ami_username = "starpay"
+        self.qa_username = "starpay-qa"
+        creds = (state or {}).get("secrets") or {}
+        # Secrets are made per instance: there is no default AMI secret to leak.
+        self.ami_secret = creds.get("ami") or secrets.token_urlsafe(24)
+        self.qa_secret = creds.get("qa") or secrets.token_urlsafe(24)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- paths -------------------------------------------------------------------------
+    @property
+    def ami_port(self) -> int:
+        return self.ports.ami
+
+    @property
+    def agi_port(self) -> int:
+        return self.ports.agi
+
+    @property
+    def log_path(self) -> Path:
+        """Asterisk's full log (notices, warnings, errors, verbose) on the host."""
+        return self.host_dir / "log" / "full"
+
+    @property
+    def sounds_dir(self) -> Path:
+        """Host path of this instance's sounds/ (prompts go in sounds/<lang>/starpay/)."""
+        return self.host_dir / "data" / "sounds"
+
+    @property
+    def state_file(self) -> Path:
+        return self.host_dir / "instance.json"
+
+    def _inside(self, *parts: str) -> str:
+        return str(self.inside_dir.joinpath(*parts))
+
+    def _load_state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    # ---- rendering ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Render the instance directory from asterisk-config/ (idempotent)."""
+        d = self.host_dir
+        for sub in ("etc", "run", "log", "spool", "lib/keys", "cache", "data/sounds", "data/moh"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)  # holds AMI secrets
+        etc = d / "etc"
+        for f in self.config_dir.glob("*.conf"):
+            shutil.copyfile(f, etc / f.name)
+        (etc / "asterisk.conf").write_text(self._asterisk_conf())
+        (etc / "manager.conf").write_text(self._manager_conf())
+        (etc / "extensions_starpay_settings.conf").write_text(self._settings_conf())
+        (etc / "pjsip_starpay_transport.conf").write_text(self._pjsip_transport())
+        self._link_data()
+        self.state_file.write_text(json.dumps({
+            "ports": vars(self.ports), "root": str(self.root) if self.root else None,
+            "secrets": {"ami": self.ami_secret, "qa": self.qa_secret},
+        }))
+        os.chmod(self.state_file, 0o600)
+
+    def _system_dir(self, *candidates: str) -> str:
+        base = self.root or Path("/")
+        for c in candidates:
+            matches = sorted(base.glob(c.lstrip("/")))
+            if matches:
+                return "/" + str(matches[0].relative_to(base))
+        raise AsteriskNotFound(f"could not find any of {candidates} under {base}")
+
+    def _asterisk_conf(self) -> str:
+        moddir = self._system_dir("usr/lib/*/asterisk/modules", "usr/lib/asterisk/modules",
+                                  "usr/lib64/asterisk/modules")
+        i = self._inside
+        return (
+            "; generated by StarPay for this instance: edit asterisk-config/ instead\n"
+            "[directories]\n"
+            f"astetcdir => {i('etc')}\nastmoddir => {moddir}\n"
+            f"astvarlibdir => {i('lib')}\nastdbdir => {i('lib')}\nastkeydir => {i('lib')}\n"
+            f"astdatadir => {i('data')}\nastagidir => {i('data', 'agi-bin')}\n"
+            f"astspooldir => {i('spool')}\nastrundir => {i('run')}\n"
+            f"astlogdir => {i('log')}\nastcachedir => {i('cache')}\nastsbindir => /usr/sbin\n"
+            "[options]\nverbose = 3\ndocumentation_language = en_US\nhideconnect = yes\n"
+            "transmit_silence = yes\nmaxcalls = 3000\nmaxfiles = 65536\n"
+        )
+
+    def _manager_conf(self) -> str:
+        # Two users, least privilege: the product's user never reads the dtmf/agi classes
+        # (they carry the digits callers press); the QA user, used to drive simulated
+        # calls, does, and only QA tools log in with it.
+        return (
+            "; generated by StarPay for this instance\n"
+            "[general]\nenabled = yes\nbindaddr = 127.0.0.1\n"
+            f"port = {self.ports.ami}\ndisplayconnects = no\nauthlimit = 20\n\n"
+            f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
+            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+            "read = system,call,agent,user,reporting,message\n"
+            "write = system,call,originate,agent,user,reporting,message,command\n\n"
+            f"[{self.qa_username}]\nsecret = {self.qa_secret}\n"
+            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+            "read = system,call,agent,user,reporting,agi,dtmf\n"
+            "write = system,call,originate,agent,user,reporting,command\n"
+        )
+
+    def _settings_conf(self) -> str:
+        return (
+            "; generated by StarPay for this instance\n"
+            "[starpay-settings]\n"
+            f"exten => s,1,Set(__STARPAY_AGI=agi://{self.agi_host}:{self.ports.agi})\n"
+            " same => n,Return()\n"
+        )
+
+    def _pjsip_transport(self) -> str:
+        return (
+            "; generated by StarPay for this instance\n"
+            "[starpay-udp]\ntype = transport\nprotocol = udp\n"
+            f"bind = 127.0.0.1:{self.ports.sip}\n"
+        )
+
+    def _link_data(self) -> None:
+        """data/ mirrors the system's Asterisk data dir, with sounds/<lang>/ as real dirs so
+        our prompts (sounds/<lang>/starpay/) can be added without touching the system's."""
+        base = self.root or Path("/")
+        sysdata = self._system_dir("usr/share/asterisk", "var/lib/asterisk")
+        data = self.host_dir / "data"
+        for entry in (base / sysdata.lstrip("/")).iterdir():
+            if entry.name in ("sounds", "moh"):
+                continue
+            link = data / entry.name
+            if not link.is_symlink():
+                link.symlink_to(f"{sysdata}/{entry.name}" if self.root else entry)
+        sounds_sys = base / sysdata.lstrip("/") / "sounds"
+        for lang in ("en", "es"):
+            src = sounds_sys / lang
+            dst = self.sounds_dir / lang
+            dst.mkdir(parents=True, exist_ok=True)
+            if not src.exists():
+                continue
+            for entry in src.iterdir():
+                link = dst / entry.name
+                if entry.name == "starpay" or link.is_symlink() or link.exists():
+                    continue
+                target = entry.resolve()
+                if self.root:
+                    # Symlinks are followed inside the chroot: point at the in-root path.
+                    target = Path("/") / target.relative_to(self.root.resolve())
+                link.symlink_to(target)
+
+    # ---- process control ---------------------------------------------------------------
+    def _cmd(self, *args: str) -> list[str]:
+        base = [self.binary, "-C", self._inside("etc", "asterisk.conf"), *args]
+        return ["chroot", str(self.root), *base] if self.root else base
+
+    def cli(self, command: str, timeout: float = 10.0) -> str:
+        """Run one CLI command on the running instance (`asterisk -rx`)."""
+        out = subprocess.run(self._cmd("-rx", command), capture_output=True, text=True,
+                             timeout=timeout, check=False)
+        if out.returncode != 0 and "Unable to connect" in (out.stdout + out.stderr):
+            raise AsteriskFailed(f"instance {self.name} is not running")
+        return out.stdout
+
+    def running(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return (self.host_dir / "run" / "asterisk.ctl").exists()
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.host_dir / "run" / "asterisk.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout: float = 60.0, *, detach: bool = False) -> None:
+        """Start the instance and wait until it is fully booted."""
+        if self.running():
+            return
+        self.prepare()
+        console = open(self.host_dir / "log" / "console.log", "ab")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            self._cmd("-f", "-n", "-q"), stdin=subprocess.DEVNULL, stdout=console,
+            stderr=subprocess.STDOUT, start_new_session=detach)
+        console.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise AsteriskFailed(f"Asterisk exited with {self._proc.returncode}; see "
+                                     f"{self.host_dir / 'log'}")
+            if (self.host_dir / "run" / "asterisk.ctl").exists():
+                try:
+                    out = subprocess.run(self._cmd("-rx", "core waitfullybooted"),
+                                         capture_output=True, text=True, timeout=timeout,
+                                         check=False)
+                except subprocess.TimeoutExpired:
+                    break
+                if "fully booted" in out.stdout:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise AsteriskFailed(f"Asterisk did not boot within {timeout:.0f} s; see "
+                             f"{self.host_dir / 'log'}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self._proc.pid if self._proc else self.pid()
+        if pid is None:
+            return
+        try:
+            subprocess.run(self._cmd("-rx", "core stop now"), capture_output=True,
+                           timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid, self._proc):
+            time.sleep(0.1)
+        if _alive(pid, self._proc):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._proc:
+            self._proc.wait(timeout=5)
+            self._proc = None
+        for stale in ("asterisk.ctl", "asterisk.pid"):
+            (self.host_dir / "run" / stale).unlink(missing_ok=True)
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def remove(self) -> None:
+        """Stop and delete the instance directory."""
+        self.stop()
+        shutil.rmtree(self.host_dir, ignore_errors=True)
+
+    def version(self) -> str:
+        out = subprocess.run(self._cmd("-V"), capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+
+def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

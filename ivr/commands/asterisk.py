@@ -1,0 +1,87 @@
+"""`ivr asterisk start|stop|status|cli|restart`: the local Asterisk instance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ivr.asterisk.local import AsteriskFailed, AsteriskNotFound, LocalAsterisk, Ports
+from ivr.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("asterisk", help="run the local Asterisk instance")
+    asub = p.add_subparsers(dest="action", required=True)
+    asub.add_parser("start", help="start it in the background (idempotent)"
+                    ).set_defaults(func=start)
+    asub.add_parser("stop", help="stop it").set_defaults(func=stop)
+    asub.add_parser("restart", help="stop then start it").set_defaults(func=restart)
+    asub.add_parser("status", help="is it running, on which ports").set_defaults(func=status)
+    c = asub.add_parser("cli", help="run an Asterisk CLI command, e.g. ivr asterisk cli "
+                        "'core show channels'")
+    c.add_argument("words", nargs="+")
+    c.set_defaults(func=cli)
+
+
+def instance(cfg: Config) -> LocalAsterisk:
+    """The instance `make run` uses: fixed ports from the config, so the service finds it."""
+    ports = Ports(ami=cfg.ami.port, agi=cfg.agi.port, sip=cfg.asterisk.sip_port)
+    return LocalAsterisk(cfg.asterisk.instance, root=cfg.asterisk.root or None, ports=ports,
+                         agi_host=_agi_host(cfg))
+
+
+def _agi_host(cfg: Config) -> str:
+    return "127.0.0.1" if cfg.agi.host in ("0.0.0.0", "::", "localhost") else cfg.agi.host
+
+
+def _guard(fn):
+    def run(args: argparse.Namespace, cfg: Config) -> int:
+        try:
+            return fn(instance(cfg), args)
+        except (AsteriskNotFound, AsteriskFailed) as exc:
+            print(f"ivr asterisk: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_guard
+def start(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    already = a.running()
+    a.start(detach=True)
+    print(f"asterisk {'already running' if already else 'started'}: instance {a.name}, "
+          f"AMI 127.0.0.1:{a.ami_port}, dialplan AGI -> 127.0.0.1:{a.agi_port}, "
+          f"SIP 127.0.0.1:{a.ports.sip}")
+    return 0
+
+
+@_guard
+def stop(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    a.stop()
+    print("asterisk stopped")
+    return 0
+
+
+@_guard
+def restart(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    a.stop()
+    a.start(detach=True)
+    print("asterisk restarted")
+    return 0
+
+
+@_guard
+def status(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    if not a.running():
+        print(f"asterisk is not running (instance {a.name}); start it with "
+              "`ivr asterisk start`")
+        return 3
+    print(a.cli("core show uptime").strip())
+    print(f"AMI 127.0.0.1:{a.ami_port}  AGI target 127.0.0.1:{a.agi_port}  "
+          f"log {a.log_path}")
+    return 0
+
+
+@_guard
+def cli(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    print(a.cli(" ".join(args.words)), end="")
+    return 0
