@@ -1,0 +1,50 @@
+# StarPay. Two commands: `make run` and `make test`; the rest are their steps.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help run test system venv asterisk prompts db lint bench clean
+
+help:
+	@echo "make run    set everything up, then run Asterisk + the StarPay service"
+	@echo "make test   set everything up, then run the whole test suite (real Asterisk, PostgreSQL)"
+	@echo "make bench  run the benchmarks in benchmarks/"
+	@echo "make lint   ruff"
+
+system:
+	@bash scripts/system-deps.sh
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+asterisk: system
+	@bash scripts/asterisk-root.sh
+
+prompts: venv system
+	@$(BIN)/ivr prompts build
+
+db: venv
+	@$(BIN)/ivr db upgrade
+	@$(BIN)/ivr db seed --demo
+
+run: system venv asterisk prompts db
+	@bash scripts/run.sh
+
+test: system venv asterisk
+	@STARPAY_REQUIRE_REAL=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: venv
+	@$(BIN)/ruff check ivr tests benchmarks
+
+bench: venv asterisk
+	@$(BIN)/python benchmarks/agi_sessions.py
+	@$(BIN)/python benchmarks/payments.py
+
+clean:
+	rm -rf $(VENV) var prompts/build
