@@ -1,0 +1,1 @@
+"""Alembic migrations, driven programmatically (no alembic.ini): see ivr.storage.migrate."""
