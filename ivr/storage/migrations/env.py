@@ -8,6 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import ivr.storage.calls  # noqa: F401  (registers the calls/callbacks tables)
 from ivr.storage.db import make_engine
 from ivr.storage.models import Base
 
