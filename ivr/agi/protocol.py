@@ -1,0 +1,289 @@
+"""FastAGI wire format as pure functions: no sockets, no asyncio, easy to test byte by byte.
+
+Asterisk opens the connection and sends ``agi_key: value`` lines ending with a blank line;
+then the server sends one command per line and Asterisk answers each with a reply:
+
+    200 result=49 (dtmf) endpos=12345
+    200 result= (timeout)
+    510 Invalid or unknown command
+    511 Command Not Permitted on a dead channel or intercept routine
+    520-Invalid command syntax.  Proper usage follows:
+    ...usage text...
+    520 End of proper usage.
+
+A bare ``HANGUP`` line may arrive at any time (out of band); it is not a reply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ivr.agi.errors import AGICommandError, AGIDeadChannel, AGIProtocolError
+
+MAX_COMMAND_BYTES = 8192  # Asterisk's AGI read buffer; longer commands are cut off there
+MAX_HEADER_LINE = 8192
+MAX_HEADER_BYTES = 64 * 1024
+MAX_REPLY_LINES = 512  # a 520 usage text is a few dozen lines; more means a runaway peer
+HANGUP_LINE = "HANGUP"
+USAGE_END = "520 End of proper usage."
+
+_HEADER_KEY = re.compile(r"agi_[a-z0-9_]+\Z")
+_ARG_KEY = re.compile(r"agi_arg_([0-9]+)\Z")
+# Any C0 control character except tab, and DEL: Asterisk never sends them, junk does.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS = re.compile(r"([0-9]{3})([ -])(.*)\Z", re.S)
+_RESULT = re.compile(r"result=(\S*)(?: +(.*))?\Z", re.S)
+_KEY_VALUES = re.compile(r"(?:\s+[A-Za-z_][A-Za-z0-9_]*=\S*)*\s*\Z")
+_KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S*)")
+_VERB = re.compile(r"[A-Z][A-Z ]*[A-Z]\Z|[A-Z]\Z")
+_NEEDS_QUOTES = re.compile(r'[\s"\\\']')
+
+
+def decode_line(raw: bytes, what: str = "line") -> str:
+    """Bytes of one line (newline included or not) to text, or AGIProtocolError.
+
+    Asterisk sends UTF-8, but a caller name from an old trunk can be Latin-1: accept that
+    rather than drop a real call. Control bytes (NUL and friends) are never legitimate.
+    """
+    raw = raw.rstrip(b"\n")
+    if raw.endswith(b"\r"):  # tolerate CRLF peers; Asterisk itself sends bare LF
+        raw = raw[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if _CONTROL.search(text):
+        raise AGIProtocolError(f"binary data in {what}")
+    return text
+
+
+def parse_header_line(line: str) -> tuple[str, str]:
+    """``agi_key: value`` -> (key, value). The value may be empty (``agi_accountcode: ``)."""
+    key, sep, value = line.partition(":")
+    if not sep or not _HEADER_KEY.match(key):
+        raise AGIProtocolError(f"malformed header line ({len(line)} chars)")
+    return key, value.strip(" ")
+
+
+def parse_headers(lines: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Header lines (without the blank one) -> (headers, script arguments).
+
+    ``agi_arg_1``..``agi_arg_N`` become the argument list in order; a gap ends it, as in
+    Asterisk, which numbers them consecutively.
+    """
+    headers: dict[str, str] = {}
+    for line in lines:
+        key, value = parse_header_line(line)
+        headers[key] = value
+    return headers, header_args(headers)
+
+
+def header_args(headers: Mapping[str, str]) -> list[str]:
+    args: list[str] = []
+    while f"agi_arg_{len(args) + 1}" in headers:
+        args.append(headers[f"agi_arg_{len(args) + 1}"])
+    return args
+
+
+def split_header_block(block: bytes) -> list[str]:
+    """The raw header block (ending with the blank line) -> decoded, size-checked lines."""
+    if len(block) > MAX_HEADER_BYTES:
+        raise AGIProtocolError(f"header block over {MAX_HEADER_BYTES} bytes")
+    lines = []
+    for raw in block.split(b"\n"):
+        if not raw.strip(b"\r"):
+            continue
+        if len(raw) > MAX_HEADER_LINE:
+            raise AGIProtocolError(f"header line over {MAX_HEADER_LINE} bytes")
+        lines.append(decode_line(raw, "header"))
+    if not lines:
+        raise AGIProtocolError("empty header block")
+    return lines
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One parsed reply. ``result`` stays a string: GET DATA returns digits (``result=0042``
+    must keep its zeros) and may be empty (``result= (timeout)``)."""
+
+    code: int
+    result: str = ""
+    data: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    raw: str = ""
+    lines: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+    @property
+    def timed_out(self) -> bool:
+        return self.data == "timeout"
+
+    @property
+    def result_int(self) -> int:
+        """The result as a number (raises AGIProtocolError when it is not one)."""
+        try:
+            return int(self.result)
+        except ValueError:
+            raise AGIProtocolError(f"result {self.result!r} is not a number") from None
+
+    @property
+    def endpos(self) -> int | None:
+        """Sample position where playback stopped; 0 after STREAM FILE means the file was
+        missing (Asterisk only warns in its own log)."""
+        value = self.extra.get("endpos")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def raise_for_status(self) -> Reply:
+        """Return self for 200 (and 100), raise the matching AGIError otherwise."""
+        if self.code in (100, 200):
+            return self
+        if self.code == 511:
+            raise AGIDeadChannel(self.raw)
+        raise AGICommandError(self.code, list(self.lines or (self.raw,)))
+
+
+def reply_needs_more(lines: Sequence[str]) -> bool:
+    """True while a multi-line ``520-`` reply has not reached ``520 End of proper usage.``."""
+    if not lines or not lines[0].startswith("520-"):
+        return False
+    if len(lines) > MAX_REPLY_LINES:
+        raise AGIProtocolError(f"520 usage reply over {MAX_REPLY_LINES} lines")
+    return len(lines) == 1 or not lines[-1].startswith("520 ")
+
+
+def parse_reply(lines: str | Sequence[str]) -> Reply:
+    """Parse a complete reply: one line, or the lines of a multi-line 520.
+
+    Raises AGIProtocolError when the text is not a reply at all (``HANGUP`` must be filtered
+    out before: it is not a reply).
+    """
+    if isinstance(lines, str):
+        lines = lines.split("\n")
+    lines = tuple(line.rstrip("\r") for line in lines if line != "")
+    if not lines:
+        raise AGIProtocolError("empty reply")
+    first = lines[0]
+    raw = "\n".join(lines)
+    m = _STATUS.match(first)
+    if not m:
+        raise AGIProtocolError(f"malformed reply: {first[:80]!r}")
+    code, dash, rest = int(m.group(1)), m.group(2), m.group(3)
+    if dash == "-" and code != 520:
+        raise AGIProtocolError(f"unexpected continuation line for {code}")
+    if code == 520 and dash == "-" and (len(lines) < 2 or not lines[-1].startswith("520 ")):
+        raise AGIProtocolError("unterminated 520 usage reply")
+    if code not in (100, 200):
+        return Reply(code=code, data=rest or None, raw=raw, lines=lines)
+    if len(lines) > 1:
+        raise AGIProtocolError(f"{code} reply with continuation lines")
+    r = _RESULT.match(rest)
+    if not r:
+        if code == 100:  # "100 Trying..." without a result
+            return Reply(code=code, data=rest, raw=raw, lines=lines)
+        raise AGIProtocolError(f"200 reply without result=: {first[:80]!r}")
+    result, tail = r.group(1), (r.group(2) or "")
+    data, extra = _split_data(tail)
+    return Reply(code=code, result=result, data=data, extra=extra, raw=raw, lines=lines)
+
+
+def _split_data(tail: str) -> tuple[str | None, dict[str, str]]:
+    """``(data) key=value ...`` -> (data, {key: value}).
+
+    The data is whatever Asterisk put between the parentheses, which may itself contain
+    parentheses or spaces (GET VARIABLE returns any value): take the last ``)`` that is
+    followed only by ``key=value`` pairs.
+    """
+    data: str | None = None
+    rest = tail
+    if tail.startswith("("):
+        end = len(tail)
+        while True:
+            end = tail.rfind(")", 1, end)
+            if end < 0:
+                # "(" with no ")": keep it all as data rather than lose it.
+                data, rest = tail[1:], ""
+                break
+            if _KEY_VALUES.match(tail, end + 1):
+                data, rest = tail[1:end], tail[end + 1:]
+                break
+    elif tail and not _KEY_VALUES.match(" " + tail):
+        # Text after the result that is neither (data) nor key=value: e.g. "Trying...".
+        return tail, {}
+    return data, dict(_KEY_VALUE.findall(rest))
+
+
+def quote(arg: object) -> str:
+    """One command argument, quoted the way Asterisk's parse_args() reads it.
+
+    Quoted when empty or when it holds whitespace, quotes or backslashes, with ``"`` and
+    ``\\`` backslash-escaped. CR, LF and NUL cannot be sent at all (they would end or cut
+    the command line), so they raise ValueError instead of being smuggled through.
+    """
+    text = str(arg)
+    if any(c in text for c in "\r\n\x00"):
+        raise ValueError("AGI argument contains CR, LF or NUL")
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_command(*parts: object) -> bytes:
+    """``build_command("STREAM FILE", "welcome", "12")`` -> ``b'STREAM FILE welcome 12\\n'``.
+
+    The first part is the command verb (upper-case words, sent as is); the rest are
+    arguments, quoted as needed. Raises ValueError past Asterisk's 8192-byte line limit.
+    """
+    if not parts or not isinstance(parts[0], str) or not _VERB.match(parts[0]):
+        raise ValueError(f"AGI command verb must be upper-case words, got {parts[:1]!r}")
+    line = " ".join([parts[0], *(quote(p) for p in parts[1:])]) + "\n"
+    data = line.encode("utf-8")
+    if len(data) > MAX_COMMAND_BYTES:
+        raise ValueError(f"AGI command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}")
+    return data
+
+
+def split_command(line: str) -> list[str]:
+    """Split a command line into words the way Asterisk's parse_args() does (quotes group,
+    backslash escapes the next character). The inverse of :func:`build_command`; used by
+    the fake Asterisk and the tests."""
+    words: list[str] = []
+    cur: list[str] = []
+    in_word = quoted = escaped = False
+    for c in line.rstrip("\n"):
+        if escaped:
+            cur.append(c)
+            escaped = False
+            in_word = True
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+            in_word = True
+        elif c in " \t" and not quoted:
+            if in_word:
+                words.append("".join(cur))
+                cur, in_word = [], False
+        else:
+            cur.append(c)
+            in_word = True
+    if in_word:
+        words.append("".join(cur))
+    return words
+
+
+def digit_of(result: str) -> str | None:
+    """A result holding the ASCII code of a pressed key (``53``) -> ``"5"``; 0 -> None."""
+    try:
+        code = int(result)
+    except ValueError:
+        raise AGIProtocolError(f"result {result!r} is not a key code") from None
+    if code <= 0:
+        return None
+    if code > 127:
+        raise AGIProtocolError(f"result {code} is not a key code")
+    return chr(code)

@@ -1,0 +1,222 @@
+"""The FastAGI server: accept Asterisk's connections, read the headers, run a handler.
+
+Decisions the dialplan can rely on:
+
+- When we cannot serve a call we answer with a bare ``FAILURE`` line. res_agi treats a
+  first line starting with "failure" as a failed script and sets ``AGISTATUS=FAILURE``,
+  so the dialplan's fall-back (agents, voicemail) runs instead of a silent hang-up.
+  Merely closing the connection would leave ``AGISTATUS=SUCCESS``. This is used:
+  - over ``max_sessions``: at once, before the headers are read (no work for the extra
+    call; we only wait briefly for Asterisk to close so our close is not a reset);
+  - for an unknown ``agi_network_script`` (after a ``VERBOSE`` line for the console);
+  - when a handler raises (other than a hangup) while the caller is still there.
+- A peer that sends junk, too much, or no blank line within ``header_timeout`` is dropped
+  with one log line; while it waits it costs the loop nothing.
+- ``close()`` stops accepting, lets live calls run for ``shutdown_grace`` seconds, then
+  cancels them (their handlers see CancelledError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+
+from ivr import log as ivrlog
+from ivr.agi import protocol
+from ivr.agi.errors import AGIError, AGIHangup, AGIProtocolError
+from ivr.agi.session import AGISession
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[AGISession], Awaitable[None]]
+Routes = Mapping[str, Handler] | Callable[[str], Handler | None]
+
+FAILURE_LINE = b"FAILURE\n"
+_BEST_EFFORT_TIMEOUT = 2.0  # for the courtesy line sent before FAILURE
+_REFUSE_LINGER = 1.0  # how long a refused connection waits for Asterisk to close first
+
+
+class AGIServer:
+    """Serve FastAGI calls on ``host:port``, routing each by its ``agi_network_script``.
+
+    ``routes`` is a mapping ``{"pay": handler}`` or a function ``script -> handler|None``.
+    Use as ``async with AGIServer(...) as server:`` or call ``start()`` / ``close()``.
+    """
+
+    def __init__(self, routes: Routes, *, host: str = "127.0.0.1", port: int = 4573,
+                 max_sessions: int = 4000, header_timeout: float = 5.0,
+                 command_timeout: float = 300.0, shutdown_grace: float = 30.0,
+                 backlog: int = 1024) -> None:
+        self._routes = routes
+        self.host = host
+        self._port = port
+        self.max_sessions = max_sessions
+        self.header_timeout = header_timeout
+        self.command_timeout = command_timeout
+        self.shutdown_grace = shutdown_grace
+        # The default backlog of 100 drops SYNs when Asterisk opens hundreds of calls at
+        # once; the kernel caps this at net.core.somaxconn anyway.
+        self.backlog = backlog
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self.refused = 0  # connections closed for being over max_sessions
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port=0)."""
+        if self._server and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, self._port, backlog=self.backlog,
+            limit=protocol.MAX_HEADER_BYTES + 1)
+        logger.info("FastAGI listening on %s:%d", self.host, self.port)
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then run until close() is called."""
+        await self.start()
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop accepting, give live calls ``shutdown_grace`` seconds, then cancel them."""
+        if self._server is not None:
+            self._server.close()
+        if self._tasks:
+            logger.info("waiting up to %.0f s for %d live call(s)", self.shutdown_grace,
+                        len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("cancelled %d call(s) still running after %.0f s",
+                               len(pending), self.shutdown_grace)
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._closed.set()
+
+    async def __aenter__(self) -> AGIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def _route(self, script: str) -> Handler | None:
+        if callable(self._routes) and not isinstance(self._routes, Mapping):
+            return self._routes(script)
+        return self._routes.get(script)
+
+    # -- one connection --------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.max_sessions or self._closed.is_set():
+            self.refused += 1
+            logger.warning("refusing FastAGI connection: %d live sessions (max %d)",
+                           len(self._tasks), self.max_sessions)
+            await self._refuse(reader, writer)
+            return
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs this callback in a task of its own
+        self._tasks.add(task)
+        try:
+            await self._serve_call(reader, writer)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _serve_call(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        try:
+            headers = await self._read_headers(reader)
+        except AGIProtocolError as exc:
+            logger.warning("dropping FastAGI connection from %s: %s",
+                           _peer(writer), exc)
+            return
+        session = AGISession(reader, writer, headers, command_timeout=self.command_timeout)
+        # Every log line of this call (this task's context) carries the uniqueid.
+        ivrlog.call_id.set(session.uniqueid or "-")
+        script = session.script
+        handler = self._route(script)
+        if handler is None:
+            logger.warning("no route for FastAGI script %r", script)
+            await self._fail(session, f"StarPay: no route for {script!r}")
+            return
+        logger.info("call for %r on %s", script, session.channel)
+        try:
+            await handler(session)
+        except AGIHangup:
+            logger.info("caller hung up")
+        except asyncio.CancelledError:
+            logger.warning("call cancelled (server shutting down)")
+            raise
+        except Exception:
+            logger.exception("handler for %r failed (uniqueid %s)", script, session.uniqueid)
+            await self._fail(session, "StarPay: internal error")
+
+    async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str]:
+        try:
+            async with asyncio.timeout(self.header_timeout):
+                block = await reader.readuntil(b"\n\n")
+        except TimeoutError:
+            raise AGIProtocolError(
+                f"no complete header block within {self.header_timeout} s") from None
+        except asyncio.IncompleteReadError as exc:
+            raise AGIProtocolError(
+                f"peer closed after {len(exc.partial)} header bytes") from None
+        except asyncio.LimitOverrunError:
+            raise AGIProtocolError(
+                f"header block over {protocol.MAX_HEADER_BYTES} bytes") from None
+        except ConnectionError as exc:
+            raise AGIProtocolError(f"connection error while reading headers: {exc}") from None
+        # No agi_network_script is legitimate (AGI(agi://host) without a path): it routes
+        # as "" and normally ends as NOTFOUND.
+        headers, _ = protocol.parse_headers(protocol.split_header_block(block))
+        return headers
+
+    async def _fail(self, session: AGISession, message: str) -> None:
+        """Make AGISTATUS=FAILURE (see the module docstring) if the caller is still here."""
+        if session.hung_up:
+            return
+        try:
+            async with asyncio.timeout(_BEST_EFFORT_TIMEOUT):
+                await session.verbose(message, 1)
+                session.writer.write(FAILURE_LINE)
+                await session.writer.drain()
+        except (AGIError, TimeoutError, ConnectionError) as exc:
+            logger.debug("could not report the failure to Asterisk: %s", exc)
+
+    async def _refuse(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(FAILURE_LINE)
+            # Closing with Asterisk's headers unread would send a reset, which may destroy
+            # the FAILURE line before Asterisk reads it: let Asterisk close first.
+            async with asyncio.timeout(_REFUSE_LINGER):
+                while await reader.read(65536):
+                    pass
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    with contextlib.suppress(Exception):
+        host, port = writer.get_extra_info("peername")[:2]
+        return f"{host}:{port}"
+    return "?"

@@ -1,0 +1,316 @@
+"""A fake Asterisk: a FastAGI *client* that calls our server the way Asterisk does.
+
+It connects over TCP, sends the ``agi_*`` header block, then answers every command the
+server sends, so call flows can be tested in milliseconds without a PBX::
+
+    fake = FakeAsterisk(port, script="pay", callerid="+15551234567")
+    fake.press("1234#")           # keys the caller will press, in order
+    await fake.run()              # until the server closes the connection
+    assert fake.streamed == ["welcome", "enter-account"]
+    assert fake.transcript[0].verb == "ANSWER"
+
+The scripted caller:
+
+- Keys queued with :meth:`press` are consumed by commands that read keys. ``STREAM FILE``
+  (and ``CONTROL STREAM FILE``, ``SAY *``) is interrupted by the next queued key when that
+  key is one of its escape digits (the reply is the key's ASCII code); otherwise it plays
+  to the end and the key stays queued. ``GET DATA`` takes queued keys up to its max digits
+  or a ``#`` (consumed, not returned); if the queue runs dry or reaches a pause
+  (:meth:`pause`) first, the reply says ``(timeout)``. ``WAIT FOR DIGIT`` takes one key or
+  times out (result=0).
+- Files named in ``missing_files`` play with ``endpos=0``, like a missing sound in Asterisk.
+- Channel variables live in ``variables``; SET VARIABLE writes there, GET VARIABLE and
+  GET FULL VARIABLE (``${NAME}`` only) read from it.
+- ``hangup_at=N`` (the Nth command, 1-based) or ``hangup_at=predicate(cmd)`` makes the
+  caller hang up while that command runs: ``HANGUP`` is sent out of band, then the command
+  is answered ``200 result=-1``. Afterwards the channel is dead: commands Asterisk refuses
+  on a dead channel get ``511``. :meth:`hangup_now` does it between commands.
+- ``responder(cmd, fake)`` may return the reply text for any command (one line or several
+  joined by ``\\n``) to script 510/520/odd replies; returning None falls back to the
+  defaults above. :meth:`send_raw` writes arbitrary bytes for protocol tests.
+- ``transcript`` lists every command received (:class:`Command`: verb, args, raw line) and
+  ``replies`` the text sent back, in order. ``agi_status`` ends as Asterisk's AGISTATUS
+  would: SUCCESS (server closed), FAILURE (server sent a ``FAILURE`` line) or HANGUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from ivr.agi.protocol import split_command
+
+# Longest first so "CONTROL STREAM FILE" wins over a shorter prefix.
+VERBS = sorted([
+    "ANSWER", "ASYNCAGI BREAK", "CHANNEL STATUS", "CONTROL STREAM FILE", "DATABASE DEL",
+    "DATABASE DELTREE", "DATABASE GET", "DATABASE PUT", "EXEC", "GET DATA",
+    "GET FULL VARIABLE", "GET OPTION", "GET VARIABLE", "GOSUB", "HANGUP", "NOOP",
+    "RECEIVE CHAR", "RECEIVE TEXT", "RECORD FILE", "SAY ALPHA", "SAY DATE", "SAY DATETIME",
+    "SAY DIGITS", "SAY NUMBER", "SAY PHONETIC", "SAY TIME", "SEND IMAGE", "SEND TEXT",
+    "SET AUTOHANGUP", "SET CALLERID", "SET CONTEXT", "SET EXTENSION", "SET MUSIC",
+    "SET PRIORITY", "SET VARIABLE", "STREAM FILE", "TDD MODE", "VERBOSE", "WAIT FOR DIGIT",
+], key=len, reverse=True)
+
+# Commands Asterisk still accepts once the channel is gone (its "dead" flag).
+DEAD_OK = frozenset({"GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "VERBOSE", "NOOP",
+                     "HANGUP", "EXEC", "DATABASE GET", "DATABASE PUT", "DATABASE DEL",
+                     "DATABASE DELTREE", "CHANNEL STATUS", "ASYNCAGI BREAK", "GOSUB"})
+
+DEAD_REPLY = "511 Command Not Permitted on a dead channel or intercept routine"
+UNKNOWN_REPLY = "510 Invalid or unknown command"
+PAUSE = ""  # a queue entry meaning "the caller stays silent": ends GET DATA with a timeout
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as received: ``verb`` ("STREAM FILE"), ``args`` (unquoted), ``raw``."""
+
+    verb: str
+    args: tuple[str, ...]
+    raw: str
+
+    @classmethod
+    def parse(cls, line: str) -> Command:
+        words = split_command(line)
+        upper = " ".join(w.upper() for w in words)
+        for verb in VERBS:
+            if upper == verb or upper.startswith(verb + " "):
+                n = verb.count(" ") + 1
+                return cls(verb, tuple(words[n:]), line)
+        return cls(words[0].upper() if words else "", tuple(words[1:]), line)
+
+    def arg(self, i: int, default: str = "") -> str:
+        return self.args[i] if i < len(self.args) else default
+
+
+Responder = Callable[[Command, "FakeAsterisk"], str | None]
+
+
+class FakeAsterisk:
+    """A scripted FastAGI caller; see the module docstring."""
+
+    def __init__(self, port: int, *, host: str = "127.0.0.1", script: str = "pay",
+                 callerid: str = "+15551234567", calleridname: str = "Test",
+                 uniqueid: str | None = None, channel: str | None = None,
+                 args: Sequence[str] = (), headers: Mapping[str, str] | None = None,
+                 keys: str = "", responder: Responder | None = None,
+                 hangup_at: int | Callable[[Command], bool] | None = None,
+                 missing_files: Sequence[str] = (), variables: Mapping[str, str] | None = None,
+                 file_samples: int = 16000) -> None:
+        self.host, self.port = host, port
+        n = next(_ids)
+        self.uniqueid = uniqueid or f"1700000000.{n}"
+        self.headers: dict[str, str] = {
+            "agi_network": "yes",
+            "agi_network_script": script,
+            "agi_request": f"agi://{host}:{port}/{script}",
+            "agi_channel": channel or f"Local/*PAY@ivr-{n:08x};2",
+            "agi_language": "en",
+            "agi_type": "Local",
+            "agi_uniqueid": self.uniqueid,
+            "agi_version": "22.0.0",
+            "agi_callerid": callerid,
+            "agi_calleridname": calleridname,
+            "agi_callingpres": "0",
+            "agi_callingani2": "0",
+            "agi_callington": "0",
+            "agi_callingtns": "0",
+            "agi_dnid": "*PAY",
+            "agi_rdnis": "unknown",
+            "agi_context": "ivr",
+            "agi_extension": "*PAY",
+            "agi_priority": "2",
+            "agi_enhanced": "0.0",
+            "agi_accountcode": "",
+            "agi_threadid": "140000000000000",
+        }
+        for i, arg in enumerate(args, 1):
+            self.headers[f"agi_arg_{i}"] = arg
+        self.headers.update(headers or {})
+        self.keys: deque[str] = deque()
+        self.press(keys)
+        self.responder = responder
+        self.hangup_at = hangup_at
+        self.missing_files = set(missing_files)
+        self.variables: dict[str, str] = dict(variables or {})
+        self.file_samples = file_samples
+        self.transcript: list[Command] = []
+        self.replies: list[str] = []
+        self.dead = False
+        self.agi_status: str | None = None  # set when the call ends, like AGISTATUS
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def press(self, keys: str) -> FakeAsterisk:
+        """Queue keys (``0-9 * # A-D``) for the caller to press, in order."""
+        bad = set(keys) - set("0123456789*#ABCD")
+        if bad:
+            raise ValueError(f"not keypad keys: {sorted(bad)}")
+        self.keys.extend(keys)
+        return self
+
+    def pause(self) -> FakeAsterisk:
+        """Queue a silence: the key-reading command that meets it times out."""
+        self.keys.append(PAUSE)
+        return self
+
+    @property
+    def streamed(self) -> list[str]:
+        """Every sound file the server asked to play, in order (prompts of GET DATA too)."""
+        return [c.arg(0) for c in self.transcript
+                if c.verb in ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION")]
+
+    def verbs(self) -> list[str]:
+        return [c.verb for c in self.transcript]
+
+    # -- the wire --------------------------------------------------------------------------
+
+    async def connect(self, send_headers: bool = True) -> FakeAsterisk:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if send_headers:
+            block = "".join(f"{k}: {v}\n" for k, v in self.headers.items()) + "\n"
+            await self.send_raw(block.encode())
+        return self
+
+    async def send_raw(self, data: bytes) -> None:
+        assert self.writer is not None, "connect() first"
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def hangup_now(self) -> None:
+        """The caller hangs up between commands: an out-of-band HANGUP line."""
+        self.dead = True
+        await self.send_raw(b"HANGUP\n")
+
+    async def read_command(self) -> Command | None:
+        """The next command from the server, or None when it closed the connection."""
+        assert self.reader is not None, "connect() first"
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.agi_status = self.agi_status or ("HANGUP" if self.dead else "SUCCESS")
+            return None
+        if line[:7].lower() == b"failure":  # res_agi: the script failed, stop
+            self.agi_status = "FAILURE"
+            return None
+        cmd = Command.parse(line.decode("utf-8").rstrip("\n"))
+        self.transcript.append(cmd)
+        return cmd
+
+    async def reply(self, text: str) -> None:
+        self.replies.append(text)
+        await self.send_raw(text.encode("utf-8") + b"\n")
+
+    async def run(self, max_seconds: float = 10.0) -> list[Command]:
+        """Connect if needed, answer commands until the server closes; return the
+        transcript. Raises TimeoutError if the call lasts longer than ``max_seconds``."""
+        if self.writer is None:
+            await self.connect()
+        async with asyncio.timeout(max_seconds):
+            while (cmd := await self.read_command()) is not None:
+                await self.reply(await self.answer(cmd))
+        await self.close()
+        return self.transcript
+
+    async def answer(self, cmd: Command) -> str:
+        """The reply text for ``cmd`` (may also send the out-of-band HANGUP first)."""
+        if self.responder is not None:
+            custom = self.responder(cmd, self)
+            if custom is not None:
+                return custom
+        if not self.dead and self._hangs_up_now(cmd):
+            await self.hangup_now()
+            return "200 result=-1"
+        if self.dead and cmd.verb not in DEAD_OK:
+            return DEAD_REPLY
+        return self.default_reply(cmd)
+
+    def _hangs_up_now(self, cmd: Command) -> bool:
+        if self.hangup_at is None:
+            return False
+        if callable(self.hangup_at):
+            return bool(self.hangup_at(cmd))
+        return len(self.transcript) == self.hangup_at
+
+    def default_reply(self, cmd: Command) -> str:
+        """What a well-behaved Asterisk with a patient scripted caller would answer."""
+        v = cmd.verb
+        if v == "ANSWER" or v == "NOOP" or v == "EXEC" or v == "SET MUSIC":
+            return "200 result=0"
+        if v == "HANGUP":
+            if not cmd.args:
+                self.dead = True
+            return "200 result=1"
+        if v in ("VERBOSE", "SET VARIABLE"):
+            if v == "SET VARIABLE":
+                self.variables[cmd.arg(0)] = cmd.arg(1)
+            return "200 result=1"
+        if v == "CHANNEL STATUS":
+            return "200 result=6"
+        if v == "GET VARIABLE":
+            return self._variable(cmd.arg(0))
+        if v == "GET FULL VARIABLE":
+            expr = cmd.arg(0)
+            name = expr[2:-1] if expr.startswith("${") and expr.endswith("}") else expr
+            return self._variable(name)
+        if v in ("STREAM FILE", "CONTROL STREAM FILE"):
+            endpos = 0 if cmd.arg(0) in self.missing_files else self.file_samples
+            key = self._take_escape(cmd.arg(1))
+            if key:
+                return f"200 result={ord(key)} endpos={endpos // 2}"
+            return f"200 result=0 endpos={endpos}"
+        if v.startswith("SAY "):
+            key = self._take_escape(cmd.arg(1))
+            return f"200 result={ord(key) if key else 0}"
+        if v == "WAIT FOR DIGIT":
+            key = self.keys.popleft() if self.keys else PAUSE
+            return f"200 result={ord(key) if key else 0}"
+        if v == "GET DATA":
+            return self._get_data(int(cmd.arg(2, "1024") or 1024))
+        return UNKNOWN_REPLY
+
+    def _variable(self, name: str) -> str:
+        if name in self.variables:
+            return f"200 result=1 ({self.variables[name]})"
+        return "200 result=0"
+
+    def _take_escape(self, escape: str) -> str | None:
+        if self.keys and self.keys[0] and self.keys[0] in escape:
+            return self.keys.popleft()
+        return None
+
+    def _get_data(self, max_digits: int) -> str:
+        digits = ""
+        while len(digits) < max_digits:
+            if not self.keys or self.keys[0] == PAUSE:
+                if self.keys:
+                    self.keys.popleft()
+                return f"200 result={digits} (timeout)"
+            key = self.keys.popleft()
+            if key == "#":
+                break
+            digits += key
+        return f"200 result={digits}"
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except ConnectionError:
+                pass
+
+    async def __aenter__(self) -> FakeAsterisk:
+        return await self.connect()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
