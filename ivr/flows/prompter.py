@@ -1,0 +1,142 @@
+"""Plays prompt ids and collects keys, with the house rules for retries.
+
+The rules, in one place so every step behaves alike:
+
+* A prompt is a list of prompt ids; each plays as the sound ``starpay/<id>`` in the
+  channel's language. A key press interrupts the rest of the list (callers who know the
+  menu need not wait), and that key counts as the answer.
+* Invalid or no input: say so and re-prompt; after ``tries`` failures raise
+  :class:`TooManyTries` so the caller reaches a person (or the after-hours path) instead of
+  looping forever.
+* In menus, 0 means "a person" (:class:`WantsAgent`) and, where offered, * means "back"
+  (:class:`GoBack`).
+
+Every choice and outcome is appended to ``path`` (for the call record); keypad input that
+identifies someone (account numbers, ZIP, PIN) is never put there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+SOUND_PREFIX = "starpay/"
+DIGITS = "0123456789"
+ALL_KEYS = DIGITS + "*#"
+
+# Ids the prompter itself plays.
+P_INVALID = "invalid_choice"
+P_NO_INPUT = "no_input"
+
+
+class CallSession(Protocol):
+    """The part of :class:`ivr.agi.AGISession` the flows use."""
+
+    args: list[str]
+
+    @property
+    def callerid(self) -> str | None: ...
+    @property
+    def uniqueid(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+
+    async def answer(self) -> None: ...
+    async def hangup(self, channel: str | None = None) -> None: ...
+    async def stream_file(self, name: str, escape_digits: str = "") -> str | None: ...
+    async def wait_for_digit(self, timeout_ms: int) -> str | None: ...
+    async def set_variable(self, name: str, value: object) -> None: ...
+
+
+class FlowExit(Exception):
+    """Base of the ways a caller leaves a step other than by answering it."""
+
+
+class TooManyTries(FlowExit):
+    """Invalid or no input ``tries`` times in a row."""
+
+
+class WantsAgent(FlowExit):
+    """The caller pressed 0 for a person."""
+
+
+class GoBack(FlowExit):
+    """The caller pressed * to go back."""
+
+
+class Prompter:
+    def __init__(self, session: CallSession, *, tries: int = 3, first_key_ms: int = 5000,
+                 next_key_ms: int = 3000, path: list[str] | None = None) -> None:
+        self.session = session
+        self.tries = max(1, tries)
+        self.first_key_ms = first_key_ms
+        self.next_key_ms = next_key_ms
+        self.path = path if path is not None else []
+
+    def note(self, step: str) -> None:
+        self.path.append(step)
+
+    async def play(self, ids: Sequence[str], escape: str = "") -> str | None:
+        """Play ids in order; return the key that interrupted them, or None."""
+        for pid in ids:
+            key = await self.session.stream_file(SOUND_PREFIX + pid, escape)
+            if key:
+                return key
+        return None
+
+    async def choose(self, ids: Sequence[str], options: str, *, agent: bool = True,
+                     back: bool = False, replay: Sequence[str] = ()) -> str:
+        """Play a menu and return one of ``options`` (single keys).
+
+        ``replay`` is played before the menu on a retry instead of the whole prompt
+        (e.g. just the choices, without the balance again); empty means the same prompt.
+        """
+        allowed = options + ("0" if agent else "") + ("*" if back else "")
+        for attempt in range(self.tries):
+            key = await self.play(ids if attempt == 0 or not replay else replay, allowed)
+            if key is None:
+                key = await self.session.wait_for_digit(self.first_key_ms)
+            if key == "0" and agent and "0" not in options:
+                self.note("agent-key")
+                raise WantsAgent()
+            if key == "*" and back and "*" not in options:
+                raise GoBack()
+            if key and key in options:
+                return key
+            await self.play([P_INVALID if key else P_NO_INPUT])
+        raise TooManyTries()
+
+    async def collect(self, ids: Sequence[str], *, max_digits: int, min_digits: int = 1,
+                      keys: str = DIGITS, end: str = "#",
+                      check: Callable[[str], bool] | None = None,
+                      invalid: Sequence[str] = ()) -> str:
+        """Collect a variable-length entry ended by ``end`` (or by a pause, or max length).
+
+        ``check`` rejects entries (counting as a failed try); ``invalid`` is then played
+        instead of the generic "not valid" prompt, e.g. to explain the keypad rule.
+        """
+        for _ in range(self.tries):
+            entry = await self._read(ids, max_digits=max_digits, keys=keys, end=end)
+            if not entry:
+                await self.play([P_NO_INPUT])
+                continue
+            if len(entry) >= min_digits and (check is None or check(entry)):
+                return entry
+            await self.play(list(invalid) or [P_INVALID])
+        raise TooManyTries()
+
+    async def _read(self, ids: Sequence[str], *, max_digits: int, keys: str,
+                    end: str) -> str:
+        entry = ""
+        first = await self.play(ids, keys + end)
+        wait = self.first_key_ms
+        key = first or await self.session.wait_for_digit(wait)
+        while key:
+            if key == end:
+                break
+            if key in keys:
+                entry += key
+                if len(entry) >= max_digits:
+                    break
+            key = await self.session.wait_for_digit(self.next_key_ms)
+        return entry
