@@ -1,0 +1,85 @@
+"""`ivr serve`: run the FastAGI server (and, later, the services beside it) until signalled.
+
+Services that must run alongside the AGI server (payment reconciler, AMI client, web
+console) go in :data:`SERVICES`: each is a function ``cfg -> async context manager`` that
+starts the service on enter and stops it on exit. They start after the AGI server and stop
+before it, in reverse order, so calls still in progress can use them while they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from ivr.agi.server import AGIServer
+from ivr.config import Config
+
+logger = logging.getLogger(__name__)
+
+Service = Callable[[Config], AbstractAsyncContextManager[object]]
+
+# The place for other long-running parts of the product; see the module docstring.
+SERVICES: list[Service] = []
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="answer *PAY calls: run the FastAGI server")
+    p.add_argument("--host", help="address to listen on (default: agi.host)")
+    p.add_argument("--port", type=int, help="TCP port to listen on (default: agi.port)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.host:
+        cfg.agi.host = args.host
+    if args.port is not None:
+        cfg.agi.port = args.port
+    errors = cfg.errors()
+    if errors:
+        for e in errors:
+            print(f"ivr serve: {e}")
+        return 2
+    try:
+        asyncio.run(serve(cfg))
+    except OSError as exc:  # typically the port is taken
+        print(f"ivr serve: cannot listen on {cfg.agi.host}:{cfg.agi.port}: {exc}")
+        return 1
+    return 0
+
+
+async def serve(cfg: Config, stop: asyncio.Event | None = None,
+                ready: Callable[[AGIServer], None] | None = None) -> None:
+    """Run until ``stop`` is set or SIGINT/SIGTERM arrives, then shut down gracefully."""
+    from ivr import flows  # the outermost room: flows pull in services and storage
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    server = AGIServer(
+        flows.routes(), host=cfg.agi.host, port=cfg.agi.port,
+        max_sessions=cfg.agi.max_sessions, header_timeout=cfg.agi.header_timeout,
+        command_timeout=cfg.agi.command_timeout, shutdown_grace=cfg.agi.shutdown_grace)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(server)
+            for service in SERVICES:
+                await stack.enter_async_context(service(cfg))
+            print(f"StarPay FastAGI listening on {cfg.agi.host}:{server.port} "
+                  f"(dialplan: AGI(agi://{cfg.agi.host}:{server.port}/pay)); "
+                  "Ctrl-C to stop", flush=True)
+            if ready:
+                ready(server)
+            await stop.wait()
+            print(f"stopping: {server.active_sessions} live call(s) get up to "
+                  f"{cfg.agi.shutdown_grace:.0f} s to finish", flush=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
