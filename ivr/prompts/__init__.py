@@ -1,0 +1,1 @@
+"""StarPay's recorded prompts: the catalog, speech composition, rendering and installing."""
