@@ -1,0 +1,1 @@
+"""The business: plain async classes and functions over storage and gateways."""
