@@ -1,0 +1,100 @@
+"""AMIClient against a real Asterisk (the session's private instance)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ivr.ami import AMIActionError, AMIClient, AMILoginError
+from ivr.ami.events import header
+
+pytestmark = pytest.mark.asterisk
+
+ECHO = "Local/echo@starpay-test"
+
+
+def _client(asterisk: Any, secret: str | None = None, **kw: Any) -> AMIClient:
+    return AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_username,
+                     asterisk.ami_secret if secret is None else secret, **kw)
+
+
+@pytest.fixture
+async def ami(asterisk: Any) -> AsyncIterator[AMIClient]:
+    client = _client(asterisk, reconnect_min_delay=0.2, reconnect_max_delay=2.0)
+    await client.connect(timeout=10)
+    yield client
+    await client.close()
+
+
+async def _hang_up(ami: AMIClient, channel: str) -> None:
+    # The qa-caller side waits 120 s: don't leave calls up for the next test.
+    try:
+        await ami.action({"Action": "Hangup", "Channel": channel})
+    except AMIActionError:
+        pass  # already gone
+
+
+async def test_bad_secret_raises_login_error(asterisk):
+    client = _client(asterisk, secret="not-the-secret")
+    try:
+        with pytest.raises(AMILoginError, match="refused the AMI login"):
+            await client.connect(timeout=10)
+        assert not client.connected
+    finally:
+        await client.close()
+
+
+async def test_ping_and_command(ami):
+    assert await ami.ping()
+    assert "Asterisk" in await ami.command("core show version")
+
+
+async def test_originate_answered_gives_success_reason_4(ami):
+    result = await ami.originate(ECHO, context="qa-caller", exten="s", timeout_ms=10000,
+                                 caller_id='"Test" <+15551234567>')
+    try:
+        assert (result.response, result.reason) == ("Success", 4), result
+        assert result.uniqueid and result.channel.startswith(ECHO)
+    finally:
+        await _hang_up(ami, result.channel)
+
+
+async def test_originate_to_busy_target_gives_failure(ami):
+    result = await ami.originate("Local/busy@starpay-test", context="qa-caller", exten="s",
+                                 timeout_ms=10000)
+    assert result.response == "Failure" and not result.success
+    assert result.reason == 5, result.reason_text
+
+
+async def test_originate_to_unknown_endpoint_gives_failure(ami):
+    result = await ami.originate("PJSIP/no-such-endpoint", context="qa-caller", exten="s",
+                                 timeout_ms=5000)
+    assert result.response == "Failure" and result.reason == 0
+
+
+async def test_queue_summary_has_the_billing_queue(ami):
+    summary = await ami.queue_summary()
+    names = [q.queue for q in summary]
+    assert "billing" in names, names
+    billing = await ami.queue_summary("billing")
+    assert [q.queue for q in billing] == ["billing"]
+    assert billing[0].callers == 0
+
+
+# Restarts the session's Asterisk: kept last in this file.
+async def test_reconnects_after_asterisk_restart_and_events_resume(asterisk, ami):
+    reconnected = ami.wait_for("Reconnected", timeout=120)
+    await asyncio.to_thread(asterisk.restart)
+    await reconnected
+    assert ami.connected and ami.reconnects >= 1
+    new_channel = ami.wait_for(
+        "Newchannel", lambda e: header(e, "Channel").startswith(ECHO), timeout=20)
+    result = await ami.originate(ECHO, context="qa-caller", exten="s", timeout_ms=10000)
+    try:
+        assert result.success, result
+        assert header(await new_channel, "Channel").startswith(ECHO)
+    finally:
+        await _hang_up(ami, result.channel)
