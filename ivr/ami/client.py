@@ -119,6 +119,15 @@ class _Protocol(AMIProtocol):
             finally:
                 self.closed = True
 
+    def handle_message(self, message: Message) -> None:
+        # An exception here would escape data_received and asyncio would drop the link
+        # (panoramisk's Action.multi raises KeyError on some replies): contain it.
+        try:
+            super().handle_message(message)
+        except Exception:
+            log.exception("AMI: could not handle a %s message",
+                          header(message, "Event") or header(message, "Response") or "?")
+
     def connection_lost(self, exc: object) -> None:
         # Also called by panoramisk itself when Asterisk sends a Shutdown event.
         if self.closed:
@@ -421,6 +430,9 @@ class AMIClient:
                     timeout_s: float | None = None) -> Message | list[Message]:
         act = _action(fields)
         name = act["action"]
+        if as_list is None and name.lower() == "originate":
+            # panoramisk's list heuristics read act['async'] and raise KeyError without it.
+            as_list = False
         proto = self._protocol
         if proto is None or proto.closed:
             state = "reconnecting" if self._reconnect_task and not self._closing else "closed"
@@ -499,7 +511,18 @@ class AMIClient:
             response.cancel()
             self._manager.dispatch(reply)
             return OriginateResult.from_event(_as_dict(reply))
-        return OriginateResult.from_event(await response)
+        # A drop loses the event: fail now rather than wait out the timeout on a new link.
+        dropped = self.wait_for("Disconnected", timeout=None)
+        try:
+            await asyncio.wait({response, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dropped.cancel()
+        if not response.done():
+            response.cancel()
+            raise AMIConnectionError(
+                f"AMI connection dropped before the OriginateResponse for {channel}: the call "
+                "may or may not have been placed")
+        return OriginateResult.from_event(response.result())
 
     async def queue_summary(self, queue: str | None = None) -> list[QueueSummary]:
         fields = {"Action": "QueueSummary", **({"Queue": queue} if queue else {})}

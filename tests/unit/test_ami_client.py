@@ -279,6 +279,29 @@ async def test_originate_event_arriving_before_the_ack_is_still_the_result(ami, 
     assert await client.ping()  # the late ack did not confuse the stream
 
 
+async def test_originate_fails_fast_when_the_link_drops_before_its_response(ami, make_client):
+    ami.plans["Local/long@t"] = Plan(delay=30)
+    client = make_client(reconnect_min_delay=5)
+    await client.connect()
+    call = asyncio.ensure_future(client.originate("Local/long@t", context="qa", exten="s"))
+    await asyncio.sleep(0.2)  # sent and acknowledged; the event is 30 s away
+    assert ami.actions("Originate") and not call.done()
+    await ami.drop()
+    async with asyncio.timeout(2):
+        with pytest.raises(AMIConnectionError, match="may or may not have been placed"):
+            await call
+
+
+async def test_generic_originate_without_async_does_not_break_the_link(ami, make_client):
+    ami.plans["Local/v@t"] = Plan(delay=0)
+    client = make_client()
+    await client.connect()
+    reply = await client.action({"Action": "Originate", "Channel": "Local/v@t",
+                                 "Context": "qa", "Exten": "s", "Priority": "1"})
+    assert isinstance(reply, dict) and reply["Response"] == "Success"
+    assert client.connected and await client.ping()
+
+
 async def test_originate_refused_raises_action_error(ami, make_client):
     ami.plans["Bogus/x"] = Plan(delay=0, error="Originate failed")
     client = make_client()
