@@ -463,12 +463,15 @@ class AMIClient:
                         exten: str | None = None, priority: int = 1,
                         application: str | None = None, data: str | None = None,
                         caller_id: str | None = None, variables: dict[str, str] | None = None,
-                        timeout_ms: int = 30000, account: str | None = None) -> OriginateResult:
+                        timeout_ms: int = 30000, account: str | None = None,
+                        extra: Mapping[str, str] | None = None) -> OriginateResult:
         """Place a call and wait for its OriginateResponse.
 
         Always ``Async: true`` with an ActionID of our own: the result is the
         OriginateResponse carrying that ActionID, never another session's or call's.
         A Failure is a result (see ``reason``/``reason_text``), not an exception.
+        ``extra`` adds other Originate headers (e.g. ChannelId/OtherChannelId to choose the
+        uniqueids), but never Action, ActionID or Async.
         """
         if "call" not in self.events and self.events.lower() not in ("on", "all"):
             raise AMIError("originate needs the 'call' event class (OriginateResponse is a "
@@ -490,6 +493,10 @@ class AMIClient:
             fields["Account"] = account
         if variables:
             fields["Variable"] = [f"{k}={v}" for k, v in variables.items()]
+        for key, value in (extra or {}).items():
+            if key.lower() in ("action", "actionid", "async"):
+                raise ValueError(f"originate sets {key} itself")
+            fields[key] = value
         action_id = f"starpay-originate-{uuid.uuid4().hex}"
         fields["ActionID"] = action_id
         # Asterisk answers with OriginateResponse when the call is answered or fails, which

@@ -322,6 +322,13 @@ async def test_originate_sends_variables_account_and_callerid(ami, make_client):
     assert sent["Variable"] == ["A=1", "B=two"]
     assert (sent["Account"], sent["Priority"], sent["Timeout"]) == ("acct-7", "2", "30000")
     assert sent["CallerID"] == '"Test" <+15551234567>'
+    await client.originate("Local/v@t", context="qa", exten="s",
+                           extra={"ChannelId": "caller-1", "OtherChannelId": "service-1"})
+    sent = ami.actions("Originate")[1]
+    assert (sent["ChannelId"], sent["OtherChannelId"], sent["Async"]) == (
+        "caller-1", "service-1", "true")
+    with pytest.raises(ValueError, match="Async"):
+        await client.originate("Local/v@t", context="qa", exten="s", extra={"Async": "false"})
 
 
 async def test_line_breaks_in_values_are_refused_before_sending(ami, make_client):
