@@ -69,6 +69,8 @@ class PaymentsConfig:
     reconcile_interval: float = 60.0
     stripe_api_key: str = ""
     stripe_api_base: str = ""  # empty: Stripe's own API
+    # The sandbox processor's own ledger (kept apart from our database, like a real one).
+    sandbox_path: str = "var/sandbox-gateway.db"
 
 
 @dataclass
@@ -89,6 +91,26 @@ class CallConfig:
     default_region: str = "US"
 
 
+def _default_weekly() -> dict[str, str]:
+    week = {day: "08:00-20:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    return week | {"sat": "09:00-17:00", "sun": ""}
+
+
+@dataclass
+class HoursConfig:
+    """When the billing center has agents; checked by ivr/services/hours.py."""
+
+    timezone: str = "America/New_York"
+    # Day -> "HH:MM-HH:MM[,HH:MM-HH:MM...]" in local wall-clock time; "" or a missing day is
+    # closed; "24:00" ends at midnight. Replaces the whole default table when set.
+    weekly: dict[str, str] = field(default_factory=_default_weekly)
+    holidays_country: str = "US"  # "" for no public holidays
+    holidays_subdiv: str = ""  # state/province code, e.g. "CA"
+    # One-off closures, local time: a whole day "2026-12-24" or a span
+    # "2026-12-31T14:00/2026-12-31T23:59".
+    closures: list[str] = field(default_factory=list)
+
+
 @dataclass
 class LogConfig:
     level: str = "INFO"
@@ -103,6 +125,7 @@ class Config:
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     call: CallConfig = field(default_factory=CallConfig)
+    hours: HoursConfig = field(default_factory=HoursConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
 
@@ -130,6 +153,8 @@ class Config:
                        "set STARPAY_PAYMENTS_STRIPE_API_KEY")
         if self.payments.daily_limit_minor <= 0:
             out.append("payments.daily_limit_minor must be positive (minor units, e.g. cents)")
+        if self.payments.gateway == "sandbox" and not self.payments.sandbox_path:
+            out.append("payments.sandbox_path is empty; set a file path for the sandbox ledger")
         if len(self.payments.currency) != 3 or not self.payments.currency.isalpha():
             out.append(f"payments.currency is {self.payments.currency!r}; use an ISO 4217 code")
         if not self.database.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -140,6 +165,9 @@ class Config:
         if self.call.default_language not in self.call.languages:
             out.append(f"call.default_language {self.call.default_language!r} is not in "
                        f"call.languages {self.call.languages}")
+        from ivr.services.hours import config_problems  # late: it loads the holiday tables
+
+        out += config_problems(self.hours)
         return out
 
     def errors(self) -> list[str]:
@@ -176,6 +204,14 @@ def _coerce(value: str, kind: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not a number") from None
     if origin is list:
         return [v.strip() for v in value.split(",") if v.strip()]
+    if origin is dict:  # "mon=08:00-12:00,13:00-17:00;sun=": ";" because values hold commas
+        out = {}
+        for part in filter(None, (p.strip() for p in value.split(";"))):
+            key, eq, val = part.partition("=")
+            if not eq:
+                raise ConfigError(f"{where}: {part!r} is not key=value (separate with ;)")
+            out[key.strip()] = val.strip()
+        return out
     return value
 
 
@@ -188,6 +224,14 @@ def _check_type(value: Any, kind: Any, where: str) -> Any:
     if not isinstance(value, origin) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, "
                           f"got {value!r}")
+    args = typing.get_args(kind)
+    if origin is dict and args:
+        for key, val in value.items():
+            _check_type(key, args[0], f"{where} key")
+            _check_type(val, args[1], f"{where}.{key}")
+    elif origin is list and args:
+        for item in value:
+            _check_type(item, args[0], f"{where} item")
     return value
 
 

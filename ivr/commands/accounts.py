@@ -1,0 +1,100 @@
+"""`ivr accounts import FILE.csv` and `ivr accounts export [FILE]` (see
+ivr.services.account_csv for the columns)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ivr.commands.db import run_with_db
+from ivr.config import Config
+from ivr.services import account_csv
+from ivr.storage.db import Database
+
+PROGRESS_EVERY = 1000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("accounts", help="import or export customer accounts as CSV")
+    asub = p.add_subparsers(dest="action", required=True)
+    imp = asub.add_parser("import", help="validate and import a CSV (all or nothing)",
+                          description=account_csv.__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("file", help="CSV file with a header row")
+    imp.add_argument("--skip-bad", action="store_true",
+                     help="import the good rows even if some rows are bad")
+    imp.add_argument("--dry-run", action="store_true", help="validate only")
+    imp.set_defaults(func=import_cmd)
+    exp = asub.add_parser("export", help="write all accounts as CSV (stdout if no FILE)")
+    exp.add_argument("file", nargs="?", help="output file (default: stdout)")
+    exp.set_defaults(func=export_cmd)
+
+
+def _progress(label: str) -> Callable[[int], None]:
+    def show(n: int) -> None:
+        if n % PROGRESS_EVERY == 0:
+            print(f"\r{label}: {n} rows", end="", file=sys.stderr, flush=True)
+    return show
+
+
+def import_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    path = Path(args.file)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            report = account_csv.parse(f, cfg.call.default_region, _progress("checked"))
+    except OSError as exc:
+        print(f"ivr: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError:
+        print(f"ivr: {path} is not UTF-8 text; save it as CSV UTF-8", file=sys.stderr)
+        return 1
+    if len(report.records) + len(report.bad) >= PROGRESS_EVERY:
+        print(file=sys.stderr)
+    for bad in report.bad:
+        print(f"{path}:{bad.line}: {bad.reason}", file=sys.stderr)
+    if report.bad and not args.skip_bad:
+        print(f"{len(report.bad)} bad row(s); nothing imported. Fix them, or rerun with "
+              "--skip-bad to import the other rows.", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{len(report.records)} row(s) OK, {len(report.bad)} bad; nothing imported "
+              "(dry run)")
+        return 0 if not report.bad else 1
+
+    async def body(db: Database) -> tuple[int, int]:
+        return await account_csv.import_records(db, report.records,
+                                                progress=_progress("imported"))
+
+    res = run_with_db(cfg, body)
+    if res is None:
+        return 1
+    if len(report.records) >= PROGRESS_EVERY:
+        print(file=sys.stderr)
+    created, updated = res
+    skipped = f", {len(report.bad)} bad row(s) skipped" if report.bad else ""
+    print(f"imported {created + updated} account(s): {created} new, {updated} updated"
+          f"{skipped}")
+    return 0
+
+
+def export_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    rows = run_with_db(cfg, account_csv.export_rows)
+    if rows is None:
+        return 1
+    out = open(args.file, "w", newline="", encoding="utf-8") if args.file else sys.stdout
+    try:
+        writer = csv.DictWriter(out, fieldnames=account_csv.COLUMNS)
+        writer.writeheader()
+        n = 0
+        for row in rows:
+            writer.writerow(row)
+            n += 1
+    finally:
+        if args.file:
+            out.close()
+    if args.file:
+        print(f"exported {n} account(s) to {args.file}", file=sys.stderr)
+    return 0

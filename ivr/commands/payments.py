@@ -1,0 +1,70 @@
+"""`ivr payments list` and `ivr payments reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+
+from ivr.commands.db import run_with_db
+from ivr.config import Config
+from ivr.gateways import from_config
+from ivr.money import format_minor
+from ivr.services.payments import PaymentService, PaymentView
+from ivr.services.reconcile import ReconcileReport, reconcile_once
+from ivr.storage.db import Database
+from ivr.storage.models import PAYMENT_STATES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("payments", help="list payments, settle ones whose outcome is unknown")
+    psub = p.add_subparsers(dest="action", required=True)
+    ls = psub.add_parser("list", help="recent payments, newest first")
+    ls.add_argument("--account", help="only this account number")
+    ls.add_argument("--state", choices=PAYMENT_STATES)
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(func=list_cmd)
+    rc = psub.add_parser("reconcile", help="ask the gateway about pending/unknown payments "
+                         "and settle them (safe to run any time, any number of times)")
+    rc.add_argument("--min-age", type=float, default=300.0, metavar="SECONDS",
+                    help="leave pending payments younger than this alone (a live call may "
+                         "still be waiting for the gateway); default 300")
+    rc.set_defaults(func=reconcile_cmd)
+
+
+def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    async def body(db: Database) -> list[PaymentView]:
+        svc = PaymentService(db, from_config(cfg.payments))
+        return await svc.list(account_number=args.account, state=args.state,
+                              limit=args.limit)
+
+    rows = run_with_db(cfg, body)
+    if rows is None:
+        return 1
+    if not rows:
+        print("no payments")
+        return 0
+    print(f"{'confirmation':>12}  {'account':<10} {'amount':>12}  {'state':<9} {'channel':<6}"
+          f" {'when (UTC)':<19}  reason")
+    for r in rows:
+        print(f"{r.confirmation:>12}  {r.account_number:<10} "
+              f"{format_minor(r.amount_minor, r.currency):>12}  {r.state:<9} {r.channel:<6} "
+              f"{r.created_at:%Y-%m-%d %H:%M:%S}  {r.decline_code or ''}")
+    return 0
+
+
+def reconcile_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    async def body(db: Database) -> ReconcileReport:
+        gateway = from_config(cfg.payments)
+        try:
+            return await reconcile_once(db, gateway, min_age=timedelta(seconds=args.min_age),
+                                        actor="cli")
+        finally:
+            await gateway.close()
+
+    report = run_with_db(cfg, body)
+    if report is None:
+        return 1
+    print(f"checked {report.checked}: {report.approved} approved, {report.declined} declined,"
+          f" {report.failed} failed (never reached the processor), {report.still_open} still "
+          "open")
+    return 0
