@@ -24,9 +24,8 @@ SOUND_PREFIX = "starpay/"
 DIGITS = "0123456789"
 ALL_KEYS = DIGITS + "*#"
 
-# Ids the prompter itself plays.
-P_INVALID = "invalid_choice"
-P_NO_INPUT = "no_input"
+INVALID_PROMPT = "invalid_input"
+NO_INPUT_PROMPT = "no_input"
 
 
 class CallSession(Protocol):
@@ -93,7 +92,8 @@ class Prompter:
         """
         allowed = options + ("0" if agent else "") + ("*" if back else "")
         for attempt in range(self.tries):
-            key = await self.play(ids if attempt == 0 or not replay else replay, allowed)
+            key = await self.play(ids if attempt == 0 or not replay else replay,
+                                  escape=allowed)
             if key is None:
                 key = await self.session.wait_for_digit(self.first_key_ms)
             if key == "0" and agent and "0" not in options:
@@ -103,7 +103,7 @@ class Prompter:
                 raise GoBack()
             if key and key in options:
                 return key
-            await self.play([P_INVALID if key else P_NO_INPUT])
+            await self.play([INVALID_PROMPT if key else NO_INPUT_PROMPT])
         raise TooManyTries()
 
     async def collect(self, ids: Sequence[str], *, max_digits: int, min_digits: int = 1,
@@ -116,19 +116,20 @@ class Prompter:
         instead of the generic "not valid" prompt, e.g. to explain the keypad rule.
         """
         for _ in range(self.tries):
-            entry = await self._read(ids, max_digits=max_digits, keys=keys, end=end)
+            entry = await self.read(ids, max_digits=max_digits, keys=keys, end=end)
             if not entry:
-                await self.play([P_NO_INPUT])
+                await self.play([NO_INPUT_PROMPT])
                 continue
             if len(entry) >= min_digits and (check is None or check(entry)):
                 return entry
-            await self.play(list(invalid) or [P_INVALID])
+            await self.play(list(invalid) or [INVALID_PROMPT])
         raise TooManyTries()
 
-    async def _read(self, ids: Sequence[str], *, max_digits: int, keys: str,
-                    end: str) -> str:
+    async def read(self, ids: Sequence[str], *, max_digits: int, keys: str = DIGITS,
+                   end: str = "#") -> str:
+        """One entry, no validation: keys until ``end``, a pause, or ``max_digits``."""
         entry = ""
-        first = await self.play(ids, keys + end)
+        first = await self.play(ids, escape=keys + end)
         wait = self.first_key_ms
         key = first or await self.session.wait_for_digit(wait)
         while key:

@@ -1,0 +1,55 @@
+"""Step 5b: another amount, typed on the keypad and read back before anything happens.
+
+Keypad rule (ivr.money.parse_keypad): digits are dollars, * is the decimal point, # ends.
+Limits the caller can fix are explained at once (zero, more than the balance); the
+payments service still enforces every limit when the charge is made.
+"""
+
+from __future__ import annotations
+
+from ivr.flows.context import Call
+from ivr.flows.prompter import DIGITS, NO_INPUT_PROMPT, TooManyTries
+from ivr.money import AmountError, parse_keypad
+from ivr.prompts import speech
+
+RULE_PROMPT = "amount_rule"
+ZERO_PROMPT = "limit_zero"
+MAX_KEYS = 12
+
+
+async def other_amount(call: Call, balance_minor: int) -> int:
+    """The amount confirmed by the caller; GoBack/WantsAgent/TooManyTries from the menu."""
+    misses = 0
+    while misses < call.cfg.max_tries:
+        entry = await call.prompter.read([RULE_PROMPT], max_digits=MAX_KEYS,
+                                         keys=DIGITS + "*", end="#")
+        if not entry:
+            misses += 1
+            await call.prompter.play([NO_INPUT_PROMPT])
+            continue
+        try:
+            amount = parse_keypad(entry)
+        except AmountError:
+            misses += 1
+            call.note("amount-invalid")
+            await call.prompter.play(["invalid_input"])
+            continue
+        if amount <= 0:
+            misses += 1
+            call.note("amount-zero")
+            await call.prompter.play([ZERO_PROMPT])
+            continue
+        if not call.ctx.allow_overpay and amount > balance_minor:
+            misses += 1
+            call.note("amount-over-balance")
+            await call.prompter.play(["limit_over_balance", "limit_most_today",
+                                      *speech.money(balance_minor, call.lang)])
+            continue
+        key = await call.prompter.choose(
+            ["you_entered", *speech.money(amount, call.lang), "amount_confirm"], "12",
+            back=True)
+        if key == "1":
+            call.note("amount-confirmed")
+            return amount
+        call.note("amount-reenter")
+    raise TooManyTries()
