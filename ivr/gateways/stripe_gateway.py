@@ -108,34 +108,38 @@ class StripeGateway:
         return RefundResult(refund.id, refund.amount, status)
 
 
-def _from_intent(intent: Any) -> ChargeResult:
-    amount, currency = int(intent.amount), str(intent.currency).upper()
-    if intent.status == "succeeded":
-        return ChargeResult("approved", amount, currency, reference=intent.id)
-    if intent.status in ("requires_action", "requires_payment_method", "canceled"):
+def _plain(obj: Any) -> dict[str, Any]:
+    # stripe >= 13 objects are not dicts; work on plain data.
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj or {})
+
+
+def _from_intent(obj: Any) -> ChargeResult:
+    intent = _plain(obj)
+    pi_id, status = str(intent["id"]), intent.get("status")
+    amount, currency = int(intent["amount"]), str(intent["currency"]).upper()
+    if status == "succeeded":
+        return ChargeResult("approved", amount, currency, reference=pi_id)
+    if status in ("requires_action", "requires_payment_method", "canceled"):
         err = intent.get("last_payment_error") or {}
         code = err.get("decline_code") or err.get("code")
-        if code == "authentication_required" or intent.status == "requires_action":
-            return ChargeResult("action_required", amount, currency, reference=intent.id,
+        if code == "authentication_required" or status == "requires_action":
+            return ChargeResult("action_required", amount, currency, reference=pi_id,
                                 decline_code="authentication_required",
                                 reason=reason_for("authentication_required"))
-        code = code or ("canceled" if intent.status == "canceled" else "card_declined")
-        return ChargeResult("declined", amount, currency, reference=intent.id,
+        code = code or ("canceled" if status == "canceled" else "card_declined")
+        return ChargeResult("declined", amount, currency, reference=pi_id,
                             decline_code=code, reason=reason_for(code))
     # processing / requires_confirmation / requires_capture: not settled yet.
-    raise OutcomeUnknown(f"stripe: payment intent {intent.id} is {intent.status}",
-                         reference=intent.id)
+    raise OutcomeUnknown(f"stripe: payment intent {pi_id} is {status}", reference=pi_id)
 
 
 def _from_card_error(exc: stripe.CardError, amount: int, currency: str) -> ChargeResult:
-    err = exc.error
-    pi = getattr(err, "payment_intent", None) if err is not None else None
-    ref = pi.get("id") if pi else None
+    err = _plain(exc.json_body.get("error")) if exc.json_body else {}
+    ref = (err.get("payment_intent") or {}).get("id")
     if exc.code == "authentication_required":
         return ChargeResult("action_required", amount, currency.upper(), reference=ref,
                             decline_code="authentication_required",
                             reason=reason_for("authentication_required"))
-    decline = getattr(err, "decline_code", None) if err is not None else None
-    code = decline or exc.code or "card_declined"
+    code = err.get("decline_code") or exc.code or "card_declined"
     return ChargeResult("declined", amount, currency.upper(), reference=ref,
                         decline_code=code, reason=reason_for(code))
