@@ -195,7 +195,7 @@ class LocalAsterisk:
             "write = system,call,originate,agent,user,reporting,message,command\n\n"
             f"[{self.qa_username}]\nsecret = {self.qa_secret}\n"
             "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-            "read = system,call,agent,user,reporting,agi,dtmf\n"
+            "read = system,call,agent,user,reporting,dialplan,agi,dtmf\n"
             "write = system,call,originate,agent,user,reporting,command\n"
         )
 
@@ -228,20 +228,33 @@ class LocalAsterisk:
                 link.symlink_to(f"{sysdata}/{entry.name}" if self.root else entry)
         sounds_sys = base / sysdata.lstrip("/") / "sounds"
         for lang in ("en", "es"):
-            src = sounds_sys / lang
             dst = self.sounds_dir / lang
             dst.mkdir(parents=True, exist_ok=True)
-            if not src.exists():
+            src = self._resolve(sounds_sys / lang)
+            if src is None or not src.is_dir():
                 continue
             for entry in src.iterdir():
                 link = dst / entry.name
                 if entry.name == "starpay" or link.is_symlink() or link.exists():
                     continue
-                target = entry.resolve()
+                target = self._resolve(entry) or entry
                 if self.root:
                     # Symlinks are followed inside the chroot: point at the in-root path.
-                    target = Path("/") / target.relative_to(self.root.resolve())
+                    target = Path("/") / target.relative_to(self.root)
                 link.symlink_to(target)
+
+    def _resolve(self, path: Path) -> Path | None:
+        """Follow symlinks the way the chroot would: absolute targets are inside the root.
+        (Debian's sounds/en is an absolute link through the root's /etc/alternatives.)"""
+        for _ in range(16):
+            if not path.is_symlink():
+                return path if path.exists() else None
+            target = Path(os.readlink(path))
+            if target.is_absolute():
+                path = (self.root / target.relative_to("/")) if self.root else target
+            else:
+                path = Path(os.path.normpath(path.parent / target))
+        return None
 
     # ---- process control ---------------------------------------------------------------
     def _cmd(self, *args: str) -> list[str]:

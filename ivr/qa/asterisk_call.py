@@ -1,0 +1,146 @@
+"""A simulated call through a real Asterisk, with no phone (the Asterisk-testsuite technique).
+
+AMI Originate places ``Local/<exten>@<context>`` with the caller ID we choose; the caller's
+side (the ``;1`` half) sits in ``[qa-caller]`` while the ``;2`` half runs our dialplan and
+the FastAGI session. ``AGIExecStart`` events (read class ``agi``) show each AGI command the
+service sends, so we know which prompt is playing; ``PlayDTMF`` on the ``;1`` half presses keys
+as the caller. We set both halves' uniqueids ourselves (ChannelId/OtherChannelId) so events
+are matched to this call without guessing from channel names.
+
+Log in with an AMI user that may read ``agi`` and ``dtmf`` (the local instance's QA user):
+those classes carry pressed digits, so this module never logs event bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr.ami.client import AMIClient
+
+
+@dataclass
+class HeardCommand:
+    """One AGI command the service sent during the call, as Asterisk reported it."""
+
+    at: float
+    command: str
+    result: str | None = None
+
+    @property
+    def sound(self) -> str | None:
+        """The sound file of a STREAM FILE / GET DATA / CONTROL STREAM FILE command."""
+        m = re.match(r'(?i)(?:STREAM FILE|GET DATA|CONTROL STREAM FILE|EXEC PLAYBACK)\s+"?'
+                     r'([^\s"]+)', self.command)
+        return m.group(1) if m else None
+
+
+@dataclass
+class AsteriskCall:
+    ami: AMIClient
+    caller_id: str = "+15551234567"
+    exten: str = "*PAY"
+    context: str = "starpay"
+    caller_context: str = "qa-caller"
+    attest: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    heard: list[HeardCommand] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        tag = uuid.uuid4().hex[:12]
+        self.caller_uid = f"qa-{tag}-1"  # the ;1 half: the caller's phone
+        self.service_uid = f"qa-{tag}-2"  # the ;2 half: runs the dialplan and the AGI
+        self.caller_channel: str | None = None
+        self.ended = asyncio.Event()
+        self.hangup_cause: str | None = None
+        self.agi_status: str | None = None
+        self._new = asyncio.Condition()
+        self._started = time.monotonic()
+        self._callbacks: list[tuple[str, Any]] = []
+
+    # ---- events ------------------------------------------------------------------------
+    async def _on_event(self, event: Any) -> None:
+        get = event.get
+        name = get("Event")
+        uid = get("Uniqueid")
+        if name == "Newchannel" and uid == self.caller_uid:
+            self.caller_channel = get("Channel")
+        elif name == "AGIExecStart" and uid == self.service_uid:
+            async with self._new:
+                self.heard.append(HeardCommand(time.monotonic() - self._started,
+                                               get("Command") or ""))
+                self._new.notify_all()
+        elif name == "AGIExecEnd" and uid == self.service_uid and self.heard:
+            self.heard[-1].result = get("Result")
+        elif name == "Hangup" and uid in (self.caller_uid, self.service_uid):
+            self.hangup_cause = get("Cause-txt") or get("Cause")
+            self.ended.set()
+            async with self._new:
+                self._new.notify_all()
+
+    # ---- driving -----------------------------------------------------------------------
+    async def start(self, timeout_ms: int = 15000) -> None:
+        for name in ("Newchannel", "AGIExecStart", "AGIExecEnd", "Hangup"):
+            self.ami.on(name, self._on_event)
+            self._callbacks.append((name, self._on_event))
+        variables = dict(self.variables)
+        if self.attest:
+            variables["__STARPAY_ATTEST"] = self.attest
+        self._started = time.monotonic()
+        result = await self.ami.originate(
+            f"Local/{self.exten}@{self.context}", context=self.caller_context, exten="s",
+            priority=1, caller_id=f'"QA" <{self.caller_id}>', variables=variables or None,
+            timeout_ms=timeout_ms,
+            extra={"ChannelId": self.caller_uid, "OtherChannelId": self.service_uid})
+        if result.response != "Success":
+            raise RuntimeError(f"originate failed: {result.reason_text}")
+
+    async def wait_for(self, pattern: str, timeout: float = 15.0,
+                       start: int = 0) -> HeardCommand:
+        """Wait until the service sends an AGI command matching ``pattern`` (a regex,
+        case-insensitive), searching from ``heard[start]``; return it."""
+        rx = re.compile(pattern, re.I)
+
+        def found() -> HeardCommand | None:
+            return next((h for h in self.heard[start:] if rx.search(h.command)), None)
+
+        async with self._new:
+            try:
+                await asyncio.wait_for(
+                    self._new.wait_for(lambda: found() is not None or self.ended.is_set()),
+                    timeout)
+            except TimeoutError:
+                pass
+            hit = found()
+        if hit is None:
+            said = "; ".join(h.command for h in self.heard[-5:]) or "nothing"
+            raise AssertionError(f"no AGI command matching {pattern!r} within {timeout} s; "
+                                 f"last heard: {said}")
+        return hit
+
+    async def press(self, digits: str, gap: float = 0.3, duration_ms: int = 120) -> None:
+        """Press keys as the caller, ``gap`` seconds apart."""
+        if not self.caller_channel:
+            raise RuntimeError("the caller's channel is not known yet")
+        for d in digits:
+            await self.ami.play_dtmf(self.caller_channel, d, duration_ms)
+            await asyncio.sleep(gap)
+
+    async def hangup(self) -> None:
+        if self.caller_channel and not self.ended.is_set():
+            await self.ami.action({"Action": "Hangup", "Channel": self.caller_channel})
+
+    async def wait_end(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self.ended.wait(), timeout)
+
+    async def close(self) -> None:
+        await self.hangup()
+        for name, cb in self._callbacks:
+            off = getattr(self.ami, "off", None)
+            if off:
+                off(name, cb)
+        self._callbacks.clear()

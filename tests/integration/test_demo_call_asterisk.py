@@ -1,0 +1,79 @@
+"""The whole path on a real Asterisk: dialplan → FastAGI → handler → keypad, and fallback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ivr.agi.server import AGIServer
+from ivr.agi.session import AGISession
+from ivr.ami.client import AMIClient
+from ivr.flows.demo import demo
+from ivr.qa.asterisk_call import AsteriskCall
+
+pytestmark = pytest.mark.asterisk
+
+
+async def qa_ami(asterisk) -> AMIClient:
+    ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.qa_username,
+                    asterisk.qa_secret, events="call,dialplan,agi,dtmf")
+    await ami.connect()
+    return ami
+
+
+@pytest.mark.parametrize("exten", ["*PAY", "7729"])
+async def test_demo_call_sees_ani_and_digits(asterisk, exten):
+    seen: dict[str, str | None] = {}
+
+    async def observed_demo(session: AGISession) -> None:
+        seen["ani"] = session.callerid
+        seen["script"] = session.script
+        seen["attest"] = session.args[0] if session.args else None
+        await demo(session)
+
+    async with AGIServer({"pay": observed_demo}, port=asterisk.agi_port):
+        ami = await qa_ami(asterisk)
+        call = AsteriskCall(ami, caller_id="+15551234567", exten=exten, attest="A")
+        try:
+            await call.start()
+            greeting = await call.wait_for(r"STREAM FILE hello-world")
+            prompt = await call.wait_for(r"GET DATA beep")
+            await call.press("1234")
+            said = await call.wait_for(r"SAY DIGITS", timeout=20)
+            await call.wait_end(timeout=30)
+        finally:
+            await call.close()
+            await ami.close()
+
+    assert seen == {"ani": "+15551234567", "script": "pay", "attest": "A"}
+    assert said.command.split()[2].strip('"') == "1234"
+    assert greeting.at < prompt.at < said.at
+    # The greeting really played: a missing file returns at once with endpos=0.
+    assert greeting.result and "endpos=0" not in greeting.result
+
+
+async def test_service_down_falls_back_to_a_message(asterisk):
+    """Nothing listens on the AGI port: AGISTATUS=FAILURE sends the call to the fallback,
+    which speaks and offers voicemail instead of ending in silence."""
+    ami = await qa_ami(asterisk)
+    apps: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    def on_exten(event) -> None:
+        if event.get("Context", "").startswith("starpay-"):
+            apps.append((event.get("Context"), event.get("Application")))
+            if event.get("Application") == "VoiceMail":
+                done.set()
+
+    ami.on("Newexten", on_exten)
+    call = AsteriskCall(ami, caller_id="+15551234567")
+    try:
+        await call.start()
+        await asyncio.wait_for(done.wait(), 20)
+    finally:
+        await call.close()
+        await ami.close()
+    assert ("starpay-call", "AGI") in apps
+    assert ("starpay-fallback", "Playback") in apps
+    assert ("starpay-voicemail", "VoiceMail") in apps
