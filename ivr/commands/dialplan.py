@@ -1,0 +1,129 @@
+"""`ivr dialplan check|install|uninstall|reload`: StarPay's dialplan on an Asterisk you run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ivr.ami.errors import AMIError
+from ivr.asterisk_admin import install as installer
+from ivr.asterisk_admin.check import check as check_dir
+from ivr.config import Config
+from ivr.prompts.catalog import Catalog, CatalogError
+
+FREEPBX_HELP = """\
+FreePBX: the #include goes into extensions_custom.conf, and extensions_starpay_freepbx.conf
+adds `include => starpay` to [from-internal-custom] (which from-internal includes), so
+internal phones reach *PAY. Register *PAY under Admin > Custom Extensions so the GUI never
+hands that code to something else. Inbound trunks: point the DID's destination at a custom
+destination `starpay,*PAY,1`."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dialplan", help="check, install, uninstall or reload the dialplan")
+    dsub = p.add_subparsers(dest="action", required=True)
+    c = dsub.add_parser("check", help="find problems in the dialplan, with file:line")
+    c.add_argument("dir", nargs="?", default=str(installer.SOURCE_DIR),
+                   help="Asterisk config directory (default: our asterisk-config/)")
+    c.set_defaults(func=check)
+    i = dsub.add_parser("install", help="add StarPay to an Asterisk config directory",
+                        epilog=FREEPBX_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("--to", required=True, metavar="DIR", help="e.g. /etc/asterisk")
+    i.add_argument("--freepbx", action="store_true", help="a FreePBX system (see below)")
+    i.set_defaults(func=install)
+    u = dsub.add_parser("uninstall", help="remove exactly what install added")
+    u.add_argument("--from", dest="dir", required=True, metavar="DIR")
+    u.set_defaults(func=uninstall)
+    r = dsub.add_parser("reload", help="make Asterisk re-read the dialplan (through AMI)")
+    r.add_argument("--all", action="store_true",
+                   help="also reload app_queue and app_voicemail (after an install)")
+    r.set_defaults(func=reload)
+
+
+def check(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        ids: set[str] | None = set(Catalog.load(languages=cfg.call.languages).ids)
+    except CatalogError as exc:
+        print(f"note: prompts not checked: {exc}")
+        ids = None
+    problems = check_dir(Path(args.dir), ids)
+    for problem in problems:
+        print(problem)
+    errors = [p for p in problems if p.error]
+    if errors:
+        print(f"{len(errors)} error(s) in the dialplan under {args.dir}")
+        return 1
+    print(f"dialplan under {args.dir} OK")
+    return 0
+
+
+def install(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        report = installer.install(Path(args.to), freepbx=args.freepbx)
+    except (installer.InstallError, OSError) as exc:
+        print(f"ivr dialplan install: {exc}", file=sys.stderr)
+        return 1
+    for line in report.changed or ["nothing to do: already installed"]:
+        print(line)
+    for note in report.notes:
+        print(f"note: {note}")
+    if args.freepbx:
+        print(FREEPBX_HELP)
+    else:
+        print("Send the short code to StarPay from your phones' context with "
+              "`include => starpay`.")
+    print(f"Set the service address in {Path(args.to) / installer.SETTINGS}, then run "
+          "`ivr dialplan check " + args.to + "` and `ivr dialplan reload --all`.")
+    return 0
+
+
+def uninstall(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        report = installer.uninstall(Path(args.dir))
+    except OSError as exc:
+        print(f"ivr dialplan uninstall: {exc}", file=sys.stderr)
+        return 1
+    for line in report.changed or ["nothing to remove"]:
+        print(line)
+    if report.changed:
+        print("Run `ivr dialplan reload --all` to make Asterisk forget it.")
+    return 0
+
+
+def reload(args: argparse.Namespace, cfg: Config) -> int:
+    modules = ["pbx_config"] + (["app_queue", "app_voicemail"] if args.all else [])
+    try:
+        asyncio.run(_reload(cfg, modules))
+    except (AMIError, OSError) as exc:
+        print(f"ivr dialplan reload: {exc}", file=sys.stderr)
+        print(f"Check that Asterisk runs and AMI at {cfg.ami.host}:{cfg.ami.port} accepts "
+              f"user {cfg.ami.username} (STARPAY_AMI_SECRET).", file=sys.stderr)
+        return 1
+    print(f"reloaded {', '.join(modules)}")
+    return 0
+
+
+async def _reload(cfg: Config, modules: list[str]) -> None:
+    from ivr.ami.client import AMIClient  # late: the CLI starts without panoramisk loaded
+
+    secret = cfg.ami.secret or _local_secret(cfg)
+    client = AMIClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret,
+                       keepalive_interval=None)
+    await client.connect()
+    try:
+        for module in modules:
+            await client.reload(module)
+    finally:
+        await client.close()
+
+
+def _local_secret(cfg: Config) -> str:
+    """An empty ami.secret means the local instance's generated one (see ivr asterisk)."""
+    try:
+        from ivr.commands.asterisk import instance
+
+        return instance(cfg).ami_secret
+    except Exception:  # no local instance (or no Asterisk): the login error will say so
+        return ""
