@@ -1,0 +1,422 @@
+"""How many concurrent calls the FastAGI layer holds, and how much latency it adds.
+
+    python benchmarks/agi_sessions.py [--sessions 2000] [--commands 5] [--think-ms 1000]
+
+Each server under test runs in its own process (so it does not share a loop or a core with
+the load); this process plays Asterisk with N FakeAsterisk clients. Every call first gets
+ANSWER; the clients hold that reply until all N calls are connected (so the server really
+holds N sessions at once; its RSS is sampled then), and then each call runs K commands
+(stream file, get data, say digits, set variable, ...), each reply sent after a random
+"prompt playing" pause (uniform 0..2x think-ms), as on a real PBX where prompts last
+seconds.
+
+What is measured, honestly:
+- round trip: from the moment a client has written its reply to the moment the next command
+  arrives. That is the server's whole turn (read, parse, run the handler, build and send the
+  next command) plus loopback TCP and this client process's own scheduling delay, so it is
+  an upper bound on the server's overhead, not the overhead alone.
+- server CPU per command: the server process's user+system CPU time during the run divided
+  by the commands it sent (includes accepting connections and reading headers).
+- RSS per session: (server RSS with all N calls held - RSS before the first call) / N.
+
+Baseline: panoramisk 1.4's FastAGI server (panoramisk.fast_agi), if it works on this
+Python; otherwise a one-thread-per-call blocking socket server (``--baseline threads``).
+Servers log at WARNING here: the numbers are for the protocol layer, not log output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import random
+import resource
+import signal
+import socketserver
+import sys
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from ivr.qa.fake_asterisk import FakeAsterisk
+
+SCRIPT = "bench"
+HERE = os.path.abspath(__file__)
+TARGET_P99_MS = 5.0
+LOAD_BEFORE = "?"  # other work on the box skews latency: print it with the results
+
+
+def raise_fd_limit(need: int | None = None) -> None:
+    """Soft fd limit up to ``need`` (or to the hard limit); warn if the hard one is short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if need is None else min(hard, max(soft, need))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if need is not None and want < need:
+        print(f"warning: fd limit {want} < {need} needed; raise the hard limit (ulimit -Hn)",
+              file=sys.stderr)
+
+
+# -- the call every server runs: ANSWER, then K commands ----------------------------------
+
+def command_plan(k: int) -> list[tuple[str, ...]]:
+    cycle = [("STREAM FILE", "welcome", "123"), ("GET DATA", "enter-account", "5000", "4"),
+             ("SAY DIGITS", "1234", ""), ("SET VARIABLE", "STARPAY_STEP", "paid"),
+             ("GET VARIABLE", "STARPAY_STEP"), ("WAIT FOR DIGIT", "100")]
+    return [cycle[i % len(cycle)] for i in range(k)]
+
+
+def client_keys(k: int) -> str:
+    """Keys so that STREAM FILE is interrupted and GET DATA gets 4 digits."""
+    keys = ""
+    for cmd in command_plan(k):
+        if cmd[0] == "STREAM FILE":
+            keys += "1"
+        elif cmd[0] == "GET DATA":
+            keys += "4321"
+    return keys
+
+
+async def serve_starpay(k: int) -> None:
+    from ivr.agi import AGIServer, AGISession
+
+    plan = command_plan(k)
+
+    async def handler(s: AGISession) -> None:
+        await s.answer()
+        for cmd in plan:
+            verb = cmd[0]
+            if verb == "STREAM FILE":
+                await s.stream_file(cmd[1], cmd[2])
+            elif verb == "GET DATA":
+                await s.get_data(cmd[1], int(cmd[2]), int(cmd[3]))
+            elif verb == "SAY DIGITS":
+                await s.say_digits(cmd[1])
+            elif verb == "SET VARIABLE":
+                await s.set_variable(cmd[1], cmd[2])
+            elif verb == "GET VARIABLE":
+                await s.get_variable(cmd[1])
+            else:
+                await s.wait_for_digit(int(cmd[1]))
+
+    server = AGIServer({SCRIPT: handler}, port=0, max_sessions=100_000, backlog=4096,
+                       command_timeout=60)
+    await server.start()
+    await announce_and_wait(server.port)
+    await server.close()
+
+
+async def serve_panoramisk(k: int) -> None:
+    from panoramisk.fast_agi import Application
+
+    plan = [" ".join(c if c else '""' for c in cmd) for cmd in command_plan(k)]
+
+    async def handler(request) -> None:  # type: ignore[no-untyped-def]
+        await request.send_command("ANSWER")
+        for line in plan:
+            await request.send_command(line)
+
+    app = Application(loop=asyncio.get_running_loop())
+    app.add_route(SCRIPT, handler)
+    server = await asyncio.start_server(app.handler, "127.0.0.1", 0, backlog=4096)
+    await announce_and_wait(server.sockets[0].getsockname()[1])
+    server.close()
+
+
+def serve_threads(k: int) -> None:
+    plan = [(" ".join(c if c else '""' for c in cmd) + "\n").encode()
+            for cmd in command_plan(k)]
+
+    class Call(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while self.rfile.readline().strip():  # the agi_* header block
+                pass
+            for line in [b"ANSWER\n", *plan]:
+                self.wfile.write(line)
+                self.wfile.flush()
+                reply = self.rfile.readline()
+                if not reply or reply.startswith(b"HANGUP"):
+                    return
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        request_queue_size = 4096
+
+    server = Server(("127.0.0.1", 0), Call)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    def stop(*_: object) -> None:
+        report_gc()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    server.serve_forever()
+
+
+async def announce_and_wait(port: int) -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"PORT {port}", flush=True)
+    await stop.wait()
+    report_gc()
+
+
+_gc_pauses: list[float] = []
+
+
+def watch_gc() -> None:
+    """Record full (generation 2) collections: at thousands of live calls they stop the loop
+    long enough to show in the p99."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif info["generation"] == 2:
+            _gc_pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+
+def report_gc() -> None:
+    worst = max(_gc_pauses, default=0.0) * 1000
+    print(f"GC {len(_gc_pauses)} {worst:.1f}", flush=True)
+
+
+def run_server(kind: str, k: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    watch_gc()
+    raise_fd_limit()
+    if kind == "threads":
+        serve_threads(k)
+    elif kind == "panoramisk":
+        asyncio.run(serve_panoramisk(k))
+    else:
+        asyncio.run(serve_starpay(k))
+
+
+# -- the load: N fake Asterisk calls ---------------------------------------------------------
+
+@dataclass
+class Result:
+    kind: str
+    sessions: int = 0
+    held: int = 0
+    completed: int = 0
+    errors: int = 0
+    rtts: list[float] = field(default_factory=list)
+    rss_idle: int = 0
+    rss_held: int = 0
+    cpu_s: float = 0.0
+    commands: int = 0
+    wall_s: float = 0.0
+    gc_full: int = 0
+    gc_worst_ms: float = 0.0
+    note: str = ""
+
+    def pct(self, q: float) -> float:
+        if not self.rtts:
+            return float("nan")
+        data = sorted(self.rtts)
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+    @property
+    def rss_per_session_kib(self) -> float:
+        return (self.rss_held - self.rss_idle) / max(1, self.held) / 1024
+
+    @property
+    def cpu_per_command_us(self) -> float:
+        return self.cpu_s / max(1, self.commands) * 1e6
+
+
+async def load(kind: str, n: int, k: int, think_ms: float) -> Result:
+    res = Result(kind, sessions=n)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, HERE, "--serve", kind, "--commands", str(k),
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await proc.stdout.readline()).decode()
+        if not line.startswith("PORT "):
+            res.note = f"server did not start ({line.strip() or 'no output'})"
+            return res
+        port = int(line.split()[1])
+        ps = psutil.Process(proc.pid)
+        await asyncio.sleep(0.3)
+        res.rss_idle = ps.memory_info().rss
+        cpu0 = ps.cpu_times()
+        all_in = asyncio.Event()
+        connect_gate = asyncio.Semaphore(256)  # the listen backlog is not what we measure
+        held = 0
+        keys = client_keys(k)
+        rng = random.Random(1)
+
+        async def call() -> None:
+            nonlocal held
+            fake = FakeAsterisk(port, script=SCRIPT, keys=keys)
+            try:
+                async with connect_gate:
+                    await fake.connect()
+                    cmd = await fake.read_command()  # ANSWER
+                if cmd is None:
+                    raise ConnectionError("closed before the first command")
+                held += 1
+                if held == n:
+                    all_in.set()
+                await all_in.wait()
+                while cmd is not None:
+                    if think_ms:
+                        await asyncio.sleep(rng.uniform(0, 2 * think_ms) / 1000)
+                    await fake.reply(await fake.answer(cmd))
+                    sent = time.perf_counter()
+                    cmd = await fake.read_command()
+                    if cmd is not None:
+                        res.rtts.append(time.perf_counter() - sent)
+                if len(fake.transcript) == k + 1:
+                    res.completed += 1
+                else:
+                    res.errors += 1
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                res.errors += 1
+                if not res.note:
+                    res.note = f"client error: {exc!r}"
+                if not all_in.is_set() and held + res.errors >= n:
+                    all_in.set()
+            finally:
+                await fake.close()
+
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(call()) for _ in range(n)]
+        waiter = asyncio.create_task(all_in.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED,
+                           timeout=120)
+        res.held = held
+        await asyncio.sleep(0.2)  # let the server settle before sampling memory
+        res.rss_held = ps.memory_info().rss
+        all_in.set()
+        await asyncio.gather(*tasks)
+        res.wall_s = time.perf_counter() - started
+        cpu1 = ps.cpu_times()
+        res.cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        res.commands = res.completed * (k + 1)
+        return res
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(10):
+                for raw in (await proc.stdout.read()).decode().splitlines() if proc.stdout else []:
+                    if raw.startswith("GC "):
+                        _, count, worst = raw.split()
+                        res.gc_full, res.gc_worst_ms = int(count), float(worst)
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def panoramisk_works() -> str | None:
+    """None if panoramisk's FastAGI server can serve a call on this Python, else why not."""
+    async def probe() -> None:
+        from panoramisk.fast_agi import Application
+
+        done = asyncio.Event()
+
+        async def handler(request) -> None:  # type: ignore[no-untyped-def]
+            await request.send_command("ANSWER")
+            done.set()
+
+        app = Application(loop=asyncio.get_running_loop())
+        app.add_route(SCRIPT, handler)
+        server = await asyncio.start_server(app.handler, "127.0.0.1", 0)
+        fake = FakeAsterisk(server.sockets[0].getsockname()[1], script=SCRIPT)
+        async with asyncio.timeout(5):
+            await fake.run()
+            await done.wait()
+        server.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # any failure means "use the threaded baseline"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def print_table(ours: Result, base: Result, n: int, k: int, think_ms: float) -> None:
+    rows: list[tuple[str, float, float, str]] = [
+        ("sessions held concurrently", ours.held, base.held, "{:.0f}"),
+        ("calls completed", ours.completed, base.completed, "{:.0f}"),
+        ("errors", ours.errors, base.errors, "{:.0f}"),
+        ("round trip p50 (ms)", ours.pct(0.50), base.pct(0.50), "{:.2f}"),
+        ("round trip p99 (ms)", ours.pct(0.99), base.pct(0.99), "{:.2f}"),
+        ("round trip max (ms)", ours.pct(1.0), base.pct(1.0), "{:.2f}"),
+        ("server CPU per command (us)", ours.cpu_per_command_us, base.cpu_per_command_us,
+         "{:.0f}"),
+        ("server RSS idle (MiB)", ours.rss_idle / 2**20, base.rss_idle / 2**20, "{:.1f}"),
+        ("server RSS per held session (KiB)", ours.rss_per_session_kib,
+         base.rss_per_session_kib, "{:.1f}"),
+        ("server full GC runs", ours.gc_full, base.gc_full, "{:.0f}"),
+        ("server longest full GC (ms)", ours.gc_worst_ms, base.gc_worst_ms, "{:.1f}"),
+        ("wall time (s)", ours.wall_s, base.wall_s, "{:.1f}"),
+    ]
+    print()
+    print(f"FastAGI: {n} concurrent calls x (ANSWER + {k} commands), prompt pause uniform "
+          f"0..{2 * think_ms:.0f} ms, loopback TCP, server in its own process, "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"round trip = client wrote a reply -> next command arrived "
+          f"({len(ours.rtts)} / {len(base.rtts)} samples); an upper bound on server overhead")
+    head = f"{'':36}{'starpay':>12}{base.kind:>16}{'ratio':>9}"
+    print(head)
+    print("-" * len(head))
+    for name, a, b, fmt in rows:
+        ratio = f"{a / b:.2f}" if b and a == a and b == b else "-"
+        print(f"{name:36}{fmt.format(a):>12}{fmt.format(b):>16}{ratio:>9}")
+    print("-" * len(head))
+    p99 = ours.pct(0.99)
+    verdict = "meets" if p99 < TARGET_P99_MS else "MISSES"
+    print(f"starpay p99 round trip {p99:.2f} ms {verdict} the {TARGET_P99_MS:.0f} ms target "
+          f"(load average before the run: {LOAD_BEFORE})")
+    for r in (ours, base):
+        if r.note:
+            print(f"note ({r.kind}): {r.note}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=2000)
+    ap.add_argument("--commands", type=int, default=5)
+    ap.add_argument("--think-ms", type=float, default=1000.0,
+                    help="mean pause before each reply, like a prompt playing (0: none)")
+    ap.add_argument("--baseline", choices=["auto", "panoramisk", "threads"], default="auto")
+    ap.add_argument("--serve", choices=["starpay", "panoramisk", "threads"],
+                    help=argparse.SUPPRESS)  # internal: run one server in this process
+    args = ap.parse_args()
+    if args.serve:
+        run_server(args.serve, args.commands)
+        return 0
+    raise_fd_limit(args.sessions * 2 + 1000)
+    global LOAD_BEFORE
+    LOAD_BEFORE = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    baseline = args.baseline
+    if baseline in ("auto", "panoramisk"):
+        why = panoramisk_works()
+        if why is None:
+            print("panoramisk 1.4 fast_agi works on this Python (coroutine handlers only; "
+                  "its non-coroutine path needs asyncio.coroutine, gone in 3.11)")
+            baseline = "panoramisk"
+        else:
+            print(f"panoramisk 1.4 fast_agi does not work here ({why}); "
+                  "baseline: one thread per call")
+            baseline = "threads"
+    ours = asyncio.run(load("starpay", args.sessions, args.commands, args.think_ms))
+    base = asyncio.run(load(baseline, args.sessions, args.commands, args.think_ms))
+    print_table(ours, base, args.sessions, args.commands, args.think_ms)
+    return 0 if ours.errors == 0 and ours.held == args.sessions else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
