@@ -4,6 +4,8 @@ a clock the test sets, and FakeAsterisk as the caller."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -104,12 +106,32 @@ class World:
                                 exp_month=12, exp_year=date.today().year + 2))
 
 
+_TEMPLATE: list[Path] = []
+
+
+async def _template() -> Path:
+    """The migrated, demo-seeded database, built once per test run (PIN hashing is slow on
+    purpose) and copied for each world."""
+    if not _TEMPLATE:
+        path = Path(tempfile.mkdtemp(prefix="starpay-pay-")) / "template.db"
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db.engine)
+        await seed_demo(db)
+        await db.dispose()  # last connection closed: the WAL is folded into the file
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
+def _copy(template: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(template, folder / "starpay.db"))
+
+
 @asynccontextmanager
 async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int = 3,
                      allow_overpay: bool = False) -> AsyncIterator[World]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'starpay.db'}")
-    await upgrade(db.engine)
-    await seed_demo(db)
+    path = _copy(await _template(), tmp_path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
     gateway = SandboxGateway(tmp_path / "sandbox.db")
     holder: list[World] = []
 
