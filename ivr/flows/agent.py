@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 TRANSFER_PROMPT = "agent_transfer"
 CLOSED_PROMPT = "after_hours"
+HOURS_PROMPT = "hours_are"
 CHOICE_PROMPT = "callback_offer"
 SCHEDULED_PROMPT = "callback_scheduled"
 GOODBYE_PROMPT = "goodbye"
@@ -62,7 +63,7 @@ async def agent(call: Call) -> None:
         return
     now = call.ctx.clock()
     is_open = call.ctx.hours.is_open(now)
-    intro = [] if is_open else [CLOSED_PROMPT, "hours_are", *call.ctx.hours.describe(call.lang)]
+    intro = [] if is_open else [CLOSED_PROMPT, HOURS_PROMPT, *call.ctx.hours.describe(call.lang)]
     if call.ani is None:
         # No number to call back: the message is the only way left.
         await call.prompter.play(intro)

@@ -14,6 +14,8 @@ from ivr.prompts import speech
 
 RULE_PROMPT = "amount_rule"
 ZERO_PROMPT = "limit_zero"
+READ_BACK_PROMPT = "you_entered"
+CONFIRM_PROMPT = "amount_confirm"
 MAX_KEYS = 12
 
 
@@ -46,7 +48,7 @@ async def other_amount(call: Call, balance_minor: int) -> int:
                                       *speech.money(balance_minor, call.lang)])
             continue
         key = await call.prompter.choose(
-            ["you_entered", *speech.money(amount, call.lang), "amount_confirm"], "12",
+            [READ_BACK_PROMPT, *speech.money(amount, call.lang), CONFIRM_PROMPT], "12",
             back=True)
         if key == "1":
             call.note("amount-confirmed")

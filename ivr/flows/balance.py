@@ -8,6 +8,8 @@ from ivr.services.accounts import AccountView
 
 ZERO_PROMPT = "balance_zero"
 PAST_DUE_PROMPT = "balance_past_due"
+BALANCE_PROMPT = "balance_is"
+DUE_PROMPT = "balance_due"
 
 
 def has_balance(account: AccountView) -> bool:
@@ -18,7 +20,7 @@ def balance_prompts(account: AccountView, lang: str) -> list[str]:
     if not has_balance(account):
         return [ZERO_PROMPT]
     ids = [PAST_DUE_PROMPT] if account.past_due else []
-    ids += ["balance_is", *speech.money(account.balance_minor, lang)]
+    ids += [BALANCE_PROMPT, *speech.money(account.balance_minor, lang)]
     if account.next_due is not None:
-        ids += ["balance_due", *speech.date(account.next_due, lang)]
+        ids += [DUE_PROMPT, *speech.date(account.next_due, lang)]
     return ids

@@ -15,6 +15,8 @@ from ivr.services.accounts import AccountView
 ASK_ACCOUNT_PROMPT = "ask_account"
 NOT_FOUND_PROMPT = "account_not_found"
 SEVERAL_PROMPTS = ["accounts_several"]
+ENDING_PROMPT = "account_ending_in"
+PRESS_PROMPT = "press"
 MAX_ACCOUNT_DIGITS = 20
 MAX_CHOICES = 9
 
@@ -32,8 +34,8 @@ async def choose_account(call: Call, accounts: list[AccountView]) -> AccountView
     shown = accounts[:MAX_CHOICES]
     menu: list[str] = []
     for i, acct in enumerate(shown, 1):
-        menu += ["account_ending_in", *speech.digits(acct.account_number[-4:]),
-                 "press", *speech.digits(str(i))]
+        menu += [ENDING_PROMPT, *speech.digits(acct.account_number[-4:]),
+                 PRESS_PROMPT, *speech.digits(str(i))]
     options = "".join(str(i) for i in range(1, len(shown) + 1))
     key = await call.prompter.choose([*SEVERAL_PROMPTS, *menu], options, replay=menu)
     call.note(f"account-choice:{key}")

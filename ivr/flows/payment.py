@@ -33,6 +33,12 @@ DECLINE_OTHER_PROMPT = "declined_bank"
 REJECT_PROMPTS = {"over_balance": "limit_over_balance", "over_daily_limit": "limit_daily",
                   "not_positive": "limit_zero"}
 MAX_REPEATS = 3
+CARD_PROMPT = "card_on_file"
+PAY_PROMPT = "pay_to_pay"
+WITH_PROMPT = "pay_with_the"
+YOUR_PROMPT = "card_your"
+CONFIRM_PROMPT = "pay_confirm_press"
+APPROVED_PROMPTS = ["approved", "confirmation_number"]
 
 
 def card_usable(account: AccountView) -> str | None:
@@ -56,9 +62,8 @@ async def pay(call: Call, account: AccountView, amount: int) -> bool:
     card = speech.card(account.card.brand, account.card.last4)
     money = speech.money(amount, call.lang)
     key = await call.prompter.choose(
-        ["card_on_file", *card, "pay_to_pay", *money, "pay_with_the", *card,
-         "pay_confirm_press"], "12", back=True,
-        replay=["pay_to_pay", *money, "card_your", *card, "pay_confirm_press"])
+        [CARD_PROMPT, *card, PAY_PROMPT, *money, WITH_PROMPT, *card, CONFIRM_PROMPT], "12",
+        back=True, replay=[PAY_PROMPT, *money, YOUR_PROMPT, *card, CONFIRM_PROMPT])
     if key == "2":
         call.note("pay-cancelled")
         await call.prompter.play([CANCELLED_PROMPT])
@@ -95,7 +100,7 @@ def _record(call: Call, outcome: ChargeOutcome) -> None:
 async def tell(call: Call, account: AccountView, outcome: ChargeOutcome) -> bool:
     if isinstance(outcome, Approved):
         receipt = await queue_receipt(call, account, outcome)
-        said = ["approved", "confirmation_number", *speech.digits(outcome.confirmation)]
+        said = [*APPROVED_PROMPTS, *speech.digits(outcome.confirmation)]
         await call.prompter.play([*said, *([RECEIPT_PROMPT] if receipt else [])])
         for _ in range(MAX_REPEATS):
             key = await call.prompter.play([REPEAT_PROMPT], escape="1")

@@ -63,7 +63,6 @@ def test_code_uses_no_prompt_missing_from_the_catalog() -> None:
     assert not missing, f"prompt ids used but not in prompts/catalog.toml: {missing}"
 
 
-@pytest.mark.xfail(strict=False, reason="call flow not written yet")
 def test_every_catalog_entry_is_used() -> None:
     used = set(_code_uses()) | speech.produced_ids()
     unused = [pid for pid in Catalog.load().ids if pid not in used]
