@@ -10,6 +10,7 @@ and its own run/log/spool dirs, so several instances (a `make run`, a test sessi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -19,6 +20,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = PROJECT_DIR / "asterisk-config"
@@ -151,6 +154,7 @@ class LocalAsterisk:
         (etc / "extensions_starpay_settings.conf").write_text(self._settings_conf())
         (etc / "pjsip_starpay_transport.conf").write_text(self._pjsip_transport())
         self._link_data()
+        self._install_prompts()
         self.state_file.write_text(json.dumps({
             "ports": vars(self.ports), "root": str(self.root) if self.root else None,
             "secrets": {"ami": self.ami_secret, "qa": self.qa_secret},
@@ -242,6 +246,15 @@ class LocalAsterisk:
                     # Symlinks are followed inside the chroot: point at the in-root path.
                     target = Path("/") / target.relative_to(self.root)
                 link.symlink_to(target)
+
+    def _install_prompts(self) -> None:
+        from ivr.prompts.build import DEFAULT_BUILD_DIR, install_prompts
+
+        try:
+            install_prompts(DEFAULT_BUILD_DIR, self.sounds_dir)
+        except FileNotFoundError:
+            log.warning("StarPay prompts are not built: callers will hear silence where "
+                        "they belong; run `ivr prompts build`")
 
     def _resolve(self, path: Path) -> Path | None:
         """Follow symlinks the way the chroot would: absolute targets are inside the root.
@@ -359,3 +372,14 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def instance_secret(name: str, root: str | os.PathLike[str] | None = None,
+                    user: str = "ami") -> str | None:
+    """The AMI secret generated for a local instance, or None when there is no instance."""
+    try:
+        a = LocalAsterisk(name, root=root or None)
+    except AsteriskNotFound:
+        return None
+    state = a._load_state() or {}
+    return (state.get("secrets") or {}).get(user)

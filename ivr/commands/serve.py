@@ -39,6 +39,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg.agi.host = args.host
     if args.port is not None:
         cfg.agi.port = args.port
+    if not cfg.ami.secret:
+        # Embedded default: talk to the local Asterisk instance with the secret made for it.
+        from ivr.asterisk.local import instance_secret
+
+        cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
     errors = cfg.errors()
     if errors:
         for e in errors:
