@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ivr.agi.errors import AGIError, AGIHangup
+from ivr.agi.errors import AGIHangup
 from ivr.flows import agent, identify, language, menu, verify
 from ivr.flows.context import Call, FlowContext
 from ivr.flows.prompter import CallSession, FlowExit, GoBack, Prompter
@@ -24,8 +24,6 @@ from ivr.phone import to_e164
 from ivr.services.calls import CallFacts
 
 log = logging.getLogger(__name__)
-
-TROUBLE_PROMPT = "service_trouble"
 
 
 def attestation_of(session: CallSession) -> str | None:
@@ -53,8 +51,9 @@ async def pay(session: CallSession, ctx: FlowContext) -> None:
         call.note("hangup")
         call.facts.outcome = call.facts.outcome or "hangup"
     except Exception:
+        # The server answers FAILURE, so AGISTATUS=FAILURE sends the caller to the
+        # dialplan's fallback (apology, then queue or voicemail): nothing to say here.
         call.facts.outcome = "error"
-        await _fallback(call)
         raise
     finally:
         try:
@@ -108,15 +107,3 @@ async def identify_and_verify(call: Call) -> None:
 async def _select(call: Call, account: identify.AccountView) -> None:
     call.account = account
     call.facts.account_id = account.id
-
-
-async def _fallback(call: Call) -> None:
-    """Our own failure: apologise and hand the caller to people (best effort)."""
-    if getattr(call.session, "hung_up", False):
-        return
-    try:
-        async with asyncio.timeout(3):
-            await call.prompter.play([TROUBLE_PROMPT])
-            await call.session.set_variable("STARPAY_NEXT", "queue")
-    except (AGIError, TimeoutError):
-        log.debug("could not hand the failed call over", exc_info=True)

@@ -8,6 +8,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from ivr.prompts import speech
 from ivr.qa.fake_asterisk import FakeAsterisk
@@ -310,8 +311,8 @@ async def test_processor_trouble_says_being_checked_and_never_charges_twice(
 async def test_agent_in_hours_goes_to_the_queue_with_the_account(world: World) -> None:
     fake = await world.call(("main_menu", "0"), callerid=ALEX)
     assert played(fake)[-1] == "agent_transfer"
-    assert sets(fake) | {} == {"CHANNEL(language)": "en", "STARPAY_ACCOUNT": "100001",
-                               "STARPAY_NEXT": "queue"}
+    assert sets(fake) == {"CHANNEL(language)": "en", "STARPAY_ACCOUNT": "100001",
+                          "STARPAY_NEXT": "queue"}
     assert "HANGUP" not in fake.verbs()  # the dialplan queues the caller
     assert fake.agi_status == "SUCCESS"
     assert (await world.last_record()).outcome == "agent"
@@ -347,6 +348,25 @@ async def test_open_but_no_agent_offers_callback_without_closed_message(
     assert "after_hours" not in ids and "callback_offer" in ids
     (cb,) = await world.callbacks()
     assert cb.due_at.replace(tzinfo=UTC) > OPEN
+
+
+async def test_ami_trouble_counts_as_no_agent(world: World) -> None:
+    async def broken() -> bool:
+        raise ConnectionError("AMI is down")
+
+    world.ctx.agents_available = broken
+    fake = await world.call(("main_menu", "0"), ("callback_offer", "2"), callerid=ALEX)
+    assert "callback_offer" in played(fake) and sets(fake)["STARPAY_NEXT"] == "voicemail"
+
+
+async def test_our_own_failure_falls_back_to_the_dialplan(world: World) -> None:
+    async with world.db.session() as s:  # break the database under the running service
+        await s.execute(text("DROP TABLE statements"))
+    fake = await world.call(callerid=ALEX)
+    # AGISTATUS=FAILURE: the dialplan's fallback apologises and finds people.
+    assert fake.agi_status == "FAILURE"
+    assert "STARPAY_NEXT" not in sets(fake)
+    assert (await world.last_record()).outcome == "error"
 
 
 async def test_three_invalid_entries_lead_to_the_agent_path(world: World) -> None:
