@@ -368,7 +368,7 @@ async def _close_statements(s: AsyncSession, account_id: int) -> None:
 
 async def mark_unknown(db: Database, payment_id: int, reference: str | None, actor: str,
                        note: str | None = None) -> Payment:
-    async with db.session() as s:
+    async with db.write_session() as s:  # SQLite: a read-then-write must BEGIN IMMEDIATE
         p = (await s.execute(select(Payment).where(Payment.id == payment_id)
                              .with_for_update())).scalar_one()
         if p.state == "pending":
@@ -381,7 +381,7 @@ async def mark_unknown(db: Database, payment_id: int, reference: str | None, act
 async def mark_failed(db: Database, payment_id: int, code: str, message: str,
                       actor: str) -> Payment:
     """Definitely not charged (the processor refused or never saw it); balance unchanged."""
-    async with db.session() as s:
+    async with db.write_session() as s:  # SQLite: a read-then-write must BEGIN IMMEDIATE
         p = (await s.execute(select(Payment).where(Payment.id == payment_id)
                              .with_for_update())).scalar_one()
         if p.state in OPEN_STATES:

@@ -103,7 +103,11 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits on success and rolls back on error."""
+        """A session whose transaction commits on success and rolls back on error.
+
+        On SQLite use it for reads and single inserts only: a transaction that reads and
+        then writes must use write_session(), or a concurrent writer makes it fail at once
+        with "database is locked" (SQLite cannot upgrade a WAL read snapshot)."""
         async with self.sessions() as s, _explained(), s.begin():
             yield s
 
