@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from ivr.agi.server import Handler
 from ivr.agi.session import AGISession
+from ivr.config import Config
 from ivr.flows.context import FlowContext
 
 
-def routes(ctx: FlowContext | None = None) -> dict[str, Handler]:
-    """The route table. ``ctx`` is the pay flow's dependencies; None builds them from the
-    configuration when the first *PAY call arrives (so `ivr serve` starts instantly)."""
+def routes(ctx: FlowContext | None = None, *, cfg: Config | None = None
+           ) -> dict[str, Handler]:
+    """The route table. ``ctx`` is the pay flow's dependencies; without it they are built
+    from ``cfg`` (or the configuration file) when the first *PAY call arrives, so
+    `ivr serve` starts at once even before the database is reachable."""
     # Imported here so `import ivr.flows` stays cheap for code that only needs a flow.
     from ivr.flows.demo import demo
 
-    return {"demo": demo, "pay": pay_handler(ctx)}
+    return {"demo": demo, "pay": pay_handler(ctx, cfg=cfg)}
 
 
-def pay_handler(ctx: FlowContext | None = None) -> Handler:
+def pay_handler(ctx: FlowContext | None = None, *, cfg: Config | None = None) -> Handler:
     from ivr.flows.pay import pay
 
     built: list[FlowContext] = [ctx] if ctx is not None else []
@@ -27,7 +30,7 @@ def pay_handler(ctx: FlowContext | None = None) -> Handler:
             from ivr.config import load
             from ivr.flows.wiring import build_context
 
-            built.append(build_context(load()))
+            built.append(build_context(cfg or load()))
         await pay(session, built[0])
 
     return handle

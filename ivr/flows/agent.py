@@ -33,8 +33,8 @@ async def agents_ready(call: Call) -> bool:
         return False
     try:
         return bool(await call.ctx.agents_available())
-    except Exception:  # AMI down or slow: offer callback/voicemail instead of a dead queue
-        log.warning("could not ask AMI for free agents", exc_info=True)
+    except Exception as exc:  # AMI down or slow: offer callback/voicemail, not a dead queue
+        log.warning("could not ask AMI for free agents: %s", exc)
         return False
 
 

@@ -42,6 +42,12 @@ def _ami_agents_available(cfg: Config) -> Callable[[], Awaitable[bool]]:
     """An "agents available?" function on one AMI connection opened on first use."""
     from ivr.ami.client import AMIClient
 
+    if not cfg.ami.secret:
+        # Same default as `ivr serve`: the secret generated for the local instance.
+        from ivr.asterisk.local import instance_secret
+
+        cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
+
     client: AMIClient | None = None
     lock = asyncio.Lock()
 

@@ -13,13 +13,16 @@ two processes) never place the same callback twice. A failed attempt goes back t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 
+from ivr.config import Config
 from ivr.storage.calls import Callback
 from ivr.storage.db import Database
 
@@ -168,3 +171,61 @@ async def run_callback_scheduler(store: CallbackStore, originate: Originate, *,
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
             pass
+
+
+# Where a callback rings: the admin's outbound route for customer numbers, and what the
+# answered call runs (the billing queue, with the account for the agent's screen).
+CALLBACK_CHANNEL = "Local/{number}@starpay-callback"
+CALLBACK_CONTEXT = "starpay-queue"
+
+
+class Originator(Protocol):
+    """The part of ivr.ami.client.AMIClient used here."""
+
+    async def originate(self, channel: str, *, context: str | None = ...,
+                        exten: str | None = ..., variables: dict[str, str] | None = ...,
+                        caller_id: str | None = ..., timeout_ms: int = ...) -> Any: ...
+
+
+def ami_originate(client: Originator, *, channel: str = CALLBACK_CHANNEL,
+                  context: str = CALLBACK_CONTEXT, timeout_ms: int = 45000) -> Originate:
+    """An ``originate`` for the scheduler: AMI Originate, placed when the customer answers."""
+    async def originate(cb: CallbackInfo) -> bool:
+        result = await client.originate(
+            channel.format(number=cb.number), context=context, exten="s",
+            variables={"STARPAY_ACCOUNT": str(cb.account_id or ""),
+                       "CHANNEL(language)": cb.language, "STARPAY_CALLBACK": str(cb.id)},
+            caller_id="StarPay", timeout_ms=timeout_ms)
+        return bool(getattr(result, "success", False))
+
+    return originate
+
+
+@contextlib.asynccontextmanager
+async def callback_scheduler(cfg: Config) -> AsyncIterator[None]:
+    """Run the scheduler beside `ivr serve` (an entry for its SERVICES list)."""
+    from ivr.ami.client import AMIClient
+    from ivr.services.hours import BusinessHours
+
+    db = Database(cfg.database.url)
+    client = AMIClient.from_config(cfg.ami)
+    place = ami_originate(client)
+
+    async def originate(cb: CallbackInfo) -> bool | None:
+        # Connect on first need: Asterisk may start after us, and a failure here is just
+        # this attempt's (the scheduler retries it later).
+        if not client.connected:
+            await client.connect(timeout=5.0)
+        return await place(cb)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_callback_scheduler(
+        CallbackStore(db), originate,
+        is_open=BusinessHours.from_config(cfg.hours).is_open, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await client.close()
+        await db.dispose()
