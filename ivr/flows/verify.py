@@ -2,10 +2,11 @@
 
 Policy (config ``call.verify``): ``always`` trusts caller ID, ``attested`` trusts it only
 with STIR/SHAKEN attestation A (the dialplan passes it as AGI argument 1), ``never`` never.
-Caller ID vouches only for accounts on that number; anyone else is asked a ZIP code (or the
-PIN when the account has one). Failures count on the account (the accounts service locks it
-after ``lockout_failures`` for ``lockout_minutes``); nothing about the account is said until
-the answer is right.
+Caller ID vouches only for accounts on that number; anyone else gives the account number
+and then the billing ZIP code (the PIN once the accounts service says which accounts have
+one). Failures count on the account (the accounts service locks it after
+``lockout_failures`` for ``lockout_minutes``); nothing about the account is said until the
+answer is right.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def trust_ani(policy: str, ani: str | None, attestation: str | None) -> bool:
 
 async def verify(call: Call, account: AccountView) -> str:
     """Ask ZIP (or PIN) until right; return how ("zip"/"pin"). Raise Locked/TooManyTries."""
+    # The PIN is the stronger secret, but AccountView does not say yet whether one is set
+    # (no ``has_pin``): until the accounts service adds it, every caller is asked the ZIP.
     use_pin = bool(getattr(account, "has_pin", False))
     prompt, how = (PIN_PROMPT, "pin") if use_pin else (ZIP_PROMPT, "zip")
     size = 4 if use_pin else 5
