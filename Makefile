@@ -36,7 +36,7 @@ db: venv
 run: system venv asterisk prompts db
 	@bash scripts/run.sh
 
-test: system venv asterisk
+test: system venv asterisk prompts
 	@STARPAY_REQUIRE_REAL=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: venv

@@ -23,8 +23,16 @@ logger = logging.getLogger(__name__)
 
 Service = Callable[[Config], AbstractAsyncContextManager[object]]
 
-# The place for other long-running parts of the product; see the module docstring.
-SERVICES: list[Service] = []
+
+def _services() -> list[Service]:
+    from ivr.services.callbacks import callback_scheduler
+    from ivr.services.reconcile import reconciler_service
+
+    return [reconciler_service, callback_scheduler]
+
+
+# The other long-running parts of the product; see the module docstring.
+SERVICES: list[Service] = _services()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +76,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     server = AGIServer(
-        flows.routes(), host=cfg.agi.host, port=cfg.agi.port,
+        flows.routes(cfg=cfg), host=cfg.agi.host, port=cfg.agi.port,
         max_sessions=cfg.agi.max_sessions, header_timeout=cfg.agi.header_timeout,
         command_timeout=cfg.agi.command_timeout, shutdown_grace=cfg.agi.shutdown_grace)
     try:

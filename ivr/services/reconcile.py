@@ -10,12 +10,15 @@ If the gateway never saw the key, the payment is marked ``failed`` only after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from ivr.config import Config
 from ivr.gateways.base import Gateway, GatewayError, OutcomeUnknown
 from ivr.services.accounts import as_utc
 from ivr.services.payments import OPEN_STATES, apply_result, mark_failed
@@ -94,3 +97,23 @@ async def run_reconciler(db: Database, gateway: Gateway, interval: float,
             await asyncio.wait_for(stop_event.wait(), timeout=interval)
         except TimeoutError:
             pass
+
+
+@contextlib.asynccontextmanager
+async def reconciler_service(cfg: Config) -> AsyncIterator[None]:
+    """Settle `unknown` payments at start and every payments.reconcile_interval seconds
+    beside `ivr serve` (an entry for its SERVICES list)."""
+    from ivr.gateways import from_config as gateway_from_config
+
+    db = Database(cfg.database.url)
+    gateway = gateway_from_config(cfg.payments)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_reconciler(db, gateway, cfg.payments.reconcile_interval,
+                                              stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await gateway.close()
+        await db.dispose()
