@@ -1,0 +1,807 @@
+"""Full *PAY calls under load: StarPay beside a bare FastAGI server, through a fake and a
+real Asterisk.
+
+    python benchmarks/calls.py [--target fake|asterisk|both] [--calls 2000]
+                               [--ramp 50,100,200,400] [--rounds 1] [--short-prompts]
+
+Every call is the happy path: greeting → balance → menu 1 → confirm 1 → approved →
+goodbye, hang-up. Each call has its own account (phone, $84.17 due, sandbox Visa 4242,
+texts on) in a fresh SQLite database made for the run, so no two charges meet on one
+balance or daily limit.
+
+Servers (each in its own process, so it does not share a loop with the load):
+- starpay: `ivr serve` itself (AGIServer, the real pay flow built from the config, real
+  services, the sandbox gateway, its reconciler and callback scheduler), configured only
+  through the STARPAY_* environment.
+- baseline: a bare asyncio FastAGI server with no database and no logic: it replays the
+  exact AGI commands StarPay sent in a probe call (same STREAM FILE commands, so Asterisk
+  does the same media work), reading one reply per command.
+
+Targets:
+- fake: N FakeAsterisk callers in this process. All N connect and get their first
+  command before any is answered (so the server really holds N calls; RSS is sampled
+  then), then every reply goes out after an optional pause (--think-ms). calls/s is the
+  server's throughput with N calls in flight; the round trip (reply written → next
+  command read) includes this process's own scheduling, so it is an upper bound.
+- asterisk: a private LocalAsterisk; calls are AMI Originates on Local channels, keys are
+  PlayDTMF when the prompt shows up in AGIExecStart (reusing ivr.qa.asterisk_call), on a
+  few AMI connections, each filtered to its own calls. Call time = Originate sent →
+  Hangup event; stretch = mean call time / mean at the lowest concurrency. --short-prompts
+  cuts every StarPay prompt file in the instance's sounds dir to --prompt-ms (no product
+  change: the flow plays whatever file is there); without it a call lasts ~40 s.
+
+The box is shared: rounds alternate the servers (starpay, baseline, then baseline,
+starpay, ...) and the load average is printed with each measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import pstats
+import random
+import resource
+import shutil
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.fake_asterisk import Command, FakeAsterisk
+
+HERE = Path(__file__).resolve()
+FIRST_PHONE = 15552000000  # +1 555 numbers: never a real subscriber
+FIRST_ACCOUNT = 700000
+BALANCE = 8417  # the demo's $84.17: every call says the same words, like the baseline
+KEYS = {"starpay/main_menu": "1", "starpay/pay_confirm_press": "1"}  # prompt -> key pressed
+CHILDREN: set[asyncio.subprocess.Process] = set()
+
+
+def phone(i: int) -> str:
+    return f"+{FIRST_PHONE + i}"
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def raise_fd_limit(need: int | None = None) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if need is None else min(hard, max(soft, need))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if need is not None and want < need:
+        print(f"warning: fd limit {want} < {need}; raise the hard limit (ulimit -Hn)",
+              file=sys.stderr)
+
+
+def cpu_s(ps: psutil.Process) -> float:
+    t = ps.cpu_times()
+    return t.user + t.system
+
+
+def pct(data: Sequence[float], q: float) -> float:
+    if not data:
+        return float("nan")
+    s = sorted(data)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# -- the database: N accounts made through the import service ---------------------------
+
+async def build_template(path: Path, n: int) -> None:
+    from ivr.services.account_csv import Card, Record, import_records
+    from ivr.storage.db import Database
+    from ivr.storage.migrate import upgrade
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await upgrade(db.engine)
+        due = date.today() + timedelta(days=14)
+        card = Card("tok_sandbox_approve", None, "visa", "4242", 12, date.today().year + 3)
+        # No PIN: hashing is slow on purpose and a trusted caller ID never asks for one.
+        await import_records(db, [
+            Record(i + 2, str(FIRST_ACCOUNT + i), f"Bench {i}", "en", "America/New_York",
+                   "10001", None, [phone(i)], BALANCE, "USD", due, card, True)
+            for i in range(n)], actor="benchmark")
+    finally:
+        await db.dispose()  # folds the WAL into the file, so a plain copy is complete
+
+
+def db_counts(path: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        out = {f"payments:{s}": c for s, c in con.execute(
+            "SELECT state, count(*) FROM payments GROUP BY state")}
+        out |= {f"calls:{o}": c for o, c in con.execute(
+            "SELECT coalesce(outcome, '?'), count(*) FROM calls GROUP BY outcome")}
+    return out
+
+
+# -- the servers (run in a child process) -----------------------------------------------
+
+def serve_starpay(profile: str | None) -> None:
+    """`ivr serve` as the CLI runs it, plus a PORT line for the parent."""
+    from ivr import config, log
+    from ivr.commands.serve import serve
+
+    cfg = config.load()
+    log.setup(cfg.log.level)
+    raise_fd_limit()
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    try:
+        asyncio.run(serve(cfg, ready=lambda s: print(f"PORT {s.port}", flush=True)))
+    finally:
+        if prof:
+            prof.disable()
+            prof.dump_stats(profile)
+
+
+async def serve_baseline(script: list[bytes], port: int) -> None:
+    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (await reader.readline()).strip():  # the agi_* header block
+                pass
+            for line in script:
+                writer.write(line)
+                reply = await reader.readline()
+                if reply.startswith(b"HANGUP"):  # out of band; the reply follows
+                    reply = await reader.readline()
+                if not reply or reply.startswith((b"511", b"200 result=-1")):
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(call, "127.0.0.1", port, backlog=4096)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    await stop.wait()
+    server.close()
+
+
+class Server:
+    """One server child process: start it, watch it with psutil, stop it."""
+
+    def __init__(self, kind: str, run_dir: Path, *, port: int = 0, db: Path | None = None,
+                 script: Path | None = None, ami: tuple[int, str] | None = None,
+                 profile: Path | None = None) -> None:
+        self.kind, self.run_dir, self.port = kind, run_dir, port
+        self.db, self.script, self.ami, self.profile = db, script, ami, profile
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ps: psutil.Process | None = None
+
+    async def start(self) -> Server:
+        env = dict(os.environ)
+        args = [sys.executable, str(HERE), "--serve", self.kind]
+        if self.kind == "starpay":
+            assert self.db is not None
+            empty = self.run_dir / "starpay.toml"
+            empty.touch()
+            ami_port, ami_secret = self.ami or (1, "unused")  # fake: nothing to reach
+            env |= {"STARPAY_CONFIG": str(empty),
+                    "STARPAY_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}",
+                    "STARPAY_PAYMENTS_SANDBOX_PATH": str(self.db.with_suffix(".sandbox")),
+                    "STARPAY_AGI_PORT": str(self.port), "STARPAY_AMI_PORT": str(ami_port),
+                    "STARPAY_AMI_SECRET": ami_secret, "STARPAY_AGI_MAX_SESSIONS": "100000"}
+            if self.profile:
+                args += ["--profile-out", str(self.profile)]
+        else:
+            args += ["--script", str(self.script), "--port", str(self.port)]
+        err = os.open(self.run_dir / f"{self.kind}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                      0o600)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=err)
+        finally:
+            os.close(err)
+        CHILDREN.add(self.proc)
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(30):
+            while not (line := (await self.proc.stdout.readline()).decode()).startswith(
+                    "PORT "):
+                if not line:
+                    raise RuntimeError(f"{self.kind} server did not start; see its log")
+        self.port = int(line.split()[1])
+        self.ps = psutil.Process(self.proc.pid)
+        return self
+
+    def cpu(self) -> float:
+        assert self.ps is not None
+        return cpu_s(self.ps)
+
+    def rss(self) -> int:
+        assert self.ps is not None
+        return int(self.ps.memory_info().rss)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(40):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        CHILDREN.discard(self.proc)
+
+
+# -- a scripted caller for FakeAsterisk ---------------------------------------------------
+
+def caller() -> Callable[[Command, FakeAsterisk], str | None]:
+    """Press 1 when the menu starts and 1 when the confirmation starts (interrupting them,
+    as the real caller does in the asterisk target)."""
+    def respond(cmd: Command, fake: FakeAsterisk) -> str | None:
+        key = KEYS.get(cmd.arg(0)) if cmd.verb == "STREAM FILE" else None
+        if key:
+            fake.press(key)
+        return None
+    return respond
+
+
+async def probe_script(template: Path, n: int, run_dir: Path) -> list[str]:
+    """One StarPay call on a spare account: the AGI commands the baseline replays."""
+    db = run_dir / "probe.db"
+    shutil.copyfile(template, db)
+    server = await Server("starpay", run_dir, db=db).start()
+    try:
+        fake = FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
+                            responder=caller())
+        await fake.run(max_seconds=30)
+    finally:
+        await server.stop()
+    if "starpay/approved" not in fake.streamed:
+        raise RuntimeError(f"the probe call was not approved: {fake.streamed}")
+    return [c.raw for c in fake.transcript]
+
+
+# -- target: fake Asterisk ----------------------------------------------------------------
+
+@dataclass
+class FakeRun:
+    kind: str
+    calls: int
+    held: int = 0
+    completed: int = 0
+    errors: int = 0
+    approved: int | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    rss_idle: int = 0
+    rss_held: int = 0
+    rtts: list[float] = field(default_factory=list)
+    load: str = ""
+    note: str = ""
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.completed / self.wall_s if self.wall_s else float("nan")
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.cpu_s / max(1, self.completed) * 1000
+
+    @property
+    def rss_kib_per_call(self) -> float:
+        return (self.rss_held - self.rss_idle) / max(1, self.held) / 1024
+
+
+async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: Path,
+                     think_ms: float, profile: Path | None) -> FakeRun:
+    res = FakeRun(kind, n)
+    db = run_dir / f"fake-{kind}.db"
+    shutil.copyfile(template, db)
+    server = await Server(kind, run_dir, db=db, script=script, profile=profile).start()
+    stamp = int(time.time())
+    try:
+        # Warm-up on the spare account: lazy imports and the pool are not per-call costs.
+        await FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
+                           uniqueid=f"{stamp}.warm", responder=caller()).run(30)
+        await asyncio.sleep(0.3)
+        res.rss_idle, cpu0 = server.rss(), server.cpu()
+        all_in = asyncio.Event()
+        gate = asyncio.Semaphore(256)  # the listen backlog is not what we measure
+        rng = random.Random(1)
+        held = 0
+
+        async def call(i: int) -> None:
+            nonlocal held
+            fake = FakeAsterisk(server.port, script="pay", callerid=phone(i), args=["A"],
+                                uniqueid=f"{stamp}.{i}", responder=caller())
+            try:
+                async with gate:
+                    await fake.connect()
+                    cmd = await fake.read_command()
+                if cmd is None:
+                    raise ConnectionError("closed before the first command")
+                held += 1
+                if held == n:
+                    all_in.set()
+                await all_in.wait()
+                while cmd is not None:
+                    if think_ms:
+                        await asyncio.sleep(rng.uniform(0, 2 * think_ms) / 1000)
+                    await fake.reply(await fake.answer(cmd))
+                    sent = time.perf_counter()
+                    cmd = await fake.read_command()
+                    if cmd is not None:
+                        res.rtts.append(time.perf_counter() - sent)
+                ok = "starpay/approved" in fake.streamed and fake.verbs()[-1] == "HANGUP"
+                res.completed += ok
+                res.errors += not ok
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                res.errors += 1
+                res.note = res.note or f"client error: {exc!r}"
+                if held + res.errors >= n:
+                    all_in.set()
+            finally:
+                await fake.close()
+
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(call(i)) for i in range(n)]
+        waiter = asyncio.create_task(all_in.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED, timeout=300)
+        res.held = held
+        await asyncio.sleep(0.2)
+        res.rss_held = server.rss()
+        all_in.set()
+        await asyncio.gather(*tasks)
+        res.wall_s = time.perf_counter() - started
+        res.cpu_s = server.cpu() - cpu0
+        res.load = load_avg()
+    finally:
+        await server.stop()
+    if kind == "starpay":
+        counts = db_counts(db)
+        res.approved = counts.get("payments:approved", 0) - 1  # minus the warm-up
+        other = {k: v for k, v in counts.items()
+                 if k not in ("payments:approved", "calls:paid")}
+        if other:
+            res.note = (res.note + " " if res.note else "") + f"db: {other}"
+    return res
+
+
+def print_fake(runs: list[FakeRun], n: int, think_ms: float, commands: int) -> None:
+    ours = [r for r in runs if r.kind == "starpay"]
+    base = [r for r in runs if r.kind == "baseline"]
+
+    def med(rs: list[FakeRun], f: Callable[[FakeRun], float]) -> float:
+        vals = [f(r) for r in rs]
+        return statistics.median(vals) if vals else float("nan")
+
+    rows: list[tuple[str, Callable[[FakeRun], float], str]] = [
+        ("calls held at once", lambda r: r.held, "{:.0f}"),
+        ("calls completed (approved path)", lambda r: r.completed, "{:.0f}"),
+        ("errors", lambda r: r.errors, "{:.0f}"),
+        ("payments approved", lambda r: r.approved if r.approved is not None
+         else float("nan"), "{:.0f}"),
+        ("wall time (s)", lambda r: r.wall_s, "{:.1f}"),
+        ("calls/s", lambda r: r.calls_per_s, "{:.1f}"),
+        ("round trip p50 (ms)", lambda r: pct(r.rtts, 0.5) * 1000, "{:.2f}"),
+        ("round trip p99 (ms)", lambda r: pct(r.rtts, 0.99) * 1000, "{:.2f}"),
+        ("server CPU per call (ms)", lambda r: r.cpu_ms_per_call, "{:.2f}"),
+        ("server CPU per command (us)",
+         lambda r: r.cpu_s / max(1, r.completed * commands) * 1e6, "{:.0f}"),
+        ("server RSS idle (MiB)", lambda r: r.rss_idle / 2**20, "{:.1f}"),
+        ("server RSS per held call (KiB)", lambda r: r.rss_kib_per_call, "{:.1f}"),
+    ]
+    print()
+    print(f"(a) fake Asterisk: {n} concurrent full *PAY calls x {commands} AGI commands, "
+          f"reply pause uniform 0..{2 * think_ms:.0f} ms, median of {len(ours)} round(s)")
+    head = f"{'':34}{'starpay':>12}{'baseline':>12}{'ratio':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, f, fmt in rows:
+        a, b = med(ours, f), med(base, f)
+        ratio = f"{a / b:.2f}" if b and a == a and b == b else "-"
+        print(f"{name:34}{fmt.format(a):>12}{fmt.format(b):>12}{ratio:>8}")
+    print("-" * len(head))
+    for r in runs:
+        print(f"  round {r.kind:8} {r.calls_per_s:7.1f} calls/s  CPU/call "
+              f"{r.cpu_ms_per_call:6.2f} ms  load avg after: {r.load}"
+              + (f"  note: {r.note}" if r.note else ""))
+
+
+async def run_fake(args: argparse.Namespace, template: Path, script: Path, run_dir: Path,
+                   commands: int) -> list[FakeRun]:
+    runs: list[FakeRun] = []
+    for r in range(args.rounds):
+        order = ["starpay", "baseline"] if r % 2 == 0 else ["baseline", "starpay"]
+        for kind in order:
+            prof = run_dir / "starpay.prof" if args.profile and kind == "starpay" else None
+            print(f"fake round {r + 1}/{args.rounds}: {kind}, {args.calls} calls "
+                  f"(load avg {load_avg()})", flush=True)
+            runs.append(await fake_round(kind, args.calls, template, script, run_dir,
+                                         args.think_ms, prof))
+            if prof:
+                print_profile(prof)
+    print_fake(runs, args.calls, args.think_ms, commands)
+    return runs
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    print(f"\nserver profile (cProfile, whole run), top {top} by own time:")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"top {top} by cumulative time:")
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+# -- target: a real Asterisk --------------------------------------------------------------
+
+class BenchCall(AsteriskCall):
+    """AsteriskCall routed by a Line: uniqueids carry the line's prefix (its AMI filter)
+    and events arrive through one router per line, not one callback per call per event
+    (which is quadratic in live calls)."""
+
+    def set_prefix(self, prefix: str) -> None:
+        tag = uuid.uuid4().hex[:12]
+        self.caller_uid, self.service_uid = f"{prefix}{tag}-1", f"{prefix}{tag}-2"
+
+    async def start(self, timeout_ms: int = 60000) -> None:
+        variables = dict(self.variables)
+        if self.attest:
+            variables["__STARPAY_ATTEST"] = self.attest
+        self._started = time.monotonic()
+        result = await self.ami.originate(
+            f"Local/{self.exten}@{self.context}", context=self.caller_context, exten="s",
+            priority=1, caller_id=f'"QA" <{self.caller_id}>', variables=variables,
+            timeout_ms=timeout_ms,
+            extra={"ChannelId": self.caller_uid, "OtherChannelId": self.service_uid})
+        if result.response != "Success":
+            raise RuntimeError(f"originate failed: {result.reason_text}")
+
+
+class Line:
+    """One AMI connection (the QA user) and the calls it drives."""
+
+    def __init__(self, ami: Any, prefix: str) -> None:
+        self.ami, self.prefix = ami, prefix
+        self.calls: dict[str, BenchCall] = {}
+        for name in ("Newchannel", "AGIExecStart", "AGIExecEnd", "Hangup"):
+            ami.on(name, self.route)
+
+    def route(self, event: dict[str, Any]) -> Any:
+        call = self.calls.get(event.get("Uniqueid", ""))
+        return call._on_event(event) if call else None
+
+    async def filter(self) -> bool:
+        # Asterisk sends every session every event; each line only wants its own calls.
+        try:
+            for rx in (f"Uniqueid: {self.prefix}", "Event: OriginateResponse"):
+                await self.ami.action({"Action": "Filter", "Operation": "Add",
+                                       "Filter": rx})
+        except Exception as exc:  # an old Asterisk: unfiltered is slower, still right
+            print(f"note: AMI Filter refused ({exc}); events unfiltered", file=sys.stderr)
+            return False
+        return True
+
+
+@dataclass
+class LevelRun:
+    kind: str
+    calls: int
+    ok: int = 0
+    failed: int = 0
+    durations: list[float] = field(default_factory=list)
+    peak_live: int = 0
+    wall_s: float = 0.0
+    ast_cpu: float = 0.0
+    srv_cpu: float = 0.0
+    drv_cpu: float = 0.0
+    approved: int | None = None
+    load: str = ""
+    note: str = ""
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.durations) if self.durations else float("nan")
+
+
+async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Process,
+                         agi_port: int, ami_secret: tuple[int, str], template: Path,
+                         script: Path, run_dir: Path, launch_rate: float,
+                         timeout: float) -> LevelRun:
+    res = LevelRun(kind, n)
+    db = run_dir / f"ast-{kind}-{n}.db"
+    shutil.copyfile(template, db)
+    server = await Server(kind, run_dir, port=agi_port, db=db, script=script,
+                          ami=ami_secret).start()
+    me = psutil.Process()
+    live = 0
+    try:
+        a0, s0, d0 = cpu_s(ast_ps), server.cpu(), cpu_s(me)
+
+        async def one(i: int) -> None:
+            nonlocal live
+            line = lines[i % len(lines)]
+            call = BenchCall(line.ami, caller_id=phone(i), attest="A")
+            call.set_prefix(line.prefix)
+            line.calls[call.caller_uid] = line.calls[call.service_uid] = call
+            await asyncio.sleep(i / launch_rate)
+            t0 = time.monotonic()
+            counted = False
+            try:
+                async with asyncio.timeout(timeout):
+                    await call.start()
+                    live, counted = live + 1, True
+                    res.peak_live = max(res.peak_live, live)
+                    for prompt, key in KEYS.items():
+                        await call.wait_for(rf"^STREAM FILE {prompt}\b", timeout=timeout)
+                        await call.press(key)
+                    await call.wait_for(r"^STREAM FILE starpay/approved\b", timeout=timeout)
+                    await call.wait_end(timeout=timeout)
+                res.durations.append(time.monotonic() - t0)
+                res.ok += 1
+            except (TimeoutError, AssertionError, RuntimeError, OSError) as exc:
+                res.failed += 1
+                res.note = res.note or f"{type(exc).__name__}: {str(exc)[:160]}"
+            finally:
+                live -= counted
+                with contextlib.suppress(Exception):
+                    await call.close()
+                line.calls.pop(call.caller_uid, None)
+                line.calls.pop(call.service_uid, None)
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        res.wall_s = time.monotonic() - started
+        res.ast_cpu, res.srv_cpu = cpu_s(ast_ps) - a0, server.cpu() - s0
+        res.drv_cpu = cpu_s(me) - d0
+        res.load = load_avg()
+    finally:
+        await server.stop()
+    if kind == "starpay":
+        res.approved = db_counts(db).get("payments:approved", 0)
+    return res
+
+
+def shorten_prompts(sounds: Path, ms: int) -> int:
+    """Cut every StarPay prompt in this private instance to its first ``ms``."""
+    done = 0
+    for wav in sounds.glob("*/starpay/*.wav"):
+        with wave.open(str(wav), "rb") as w:
+            params, frames = w.getparams(), w.readframes(w.getframerate() * ms // 1000)
+        with wave.open(str(wav), "wb") as w:
+            w.setparams(params)
+            w.writeframes(frames)
+        done += 1
+    return done
+
+
+async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
+                       run_dir: Path, instance: Any) -> list[LevelRun]:
+    from ivr.ami.client import AMIClient
+
+    ramp = sorted(int(x) for x in args.ramp.split(","))
+    await asyncio.to_thread(instance.start)
+    if args.short_prompts:
+        cut = shorten_prompts(instance.sounds_dir, args.prompt_ms)
+        print(f"short prompts: {cut} StarPay prompt files cut to {args.prompt_ms} ms")
+    ast_ps = psutil.Process(instance.pid())
+    lines: list[Line] = []
+    for k in range(args.ami_lines):
+        ami = AMIClient(instance.ami_host, instance.ami_port, instance.qa_username,
+                        instance.qa_secret, events="call,agi", action_timeout=60,
+                        keepalive_interval=None)
+        await ami.connect()
+        line = Line(ami, f"bench{k}x")
+        await line.filter()
+        lines.append(line)
+    runs: list[LevelRun] = []
+    try:
+        for n in ramp:
+            for r in range(args.rounds):
+                order = ["starpay", "baseline"] if r % 2 == 0 else ["baseline", "starpay"]
+                for kind in order:
+                    print(f"asterisk: {n} calls, {kind}, round {r + 1}/{args.rounds} "
+                          f"(load avg {load_avg()})", flush=True)
+                    run = await asterisk_level(
+                        kind, n, lines, ast_ps, instance.agi_port,
+                        (instance.ami_port, instance.ami_secret), template, script, run_dir,
+                        args.launch_rate, args.call_timeout)
+                    runs.append(run)
+                    print(f"  {run.ok}/{n} ok, mean call {run.mean:.1f} s, peak live "
+                          f"{run.peak_live}, asterisk {run.ast_cpu / n * 1000:.1f} ms/call, "
+                          f"{kind} {run.srv_cpu / n * 1000:.1f} ms/call"
+                          + (f"; {run.note}" if run.note else ""), flush=True)
+                    await asyncio.sleep(2)  # let Asterisk tear the channels down
+    finally:
+        for line in lines:
+            await line.ami.close()
+    print_asterisk(runs, ramp, args)
+    return runs
+
+
+def print_asterisk(runs: list[LevelRun], ramp: list[int], args: argparse.Namespace) -> None:
+    def agg(kind: str, n: int) -> dict[str, float]:
+        rs = [r for r in runs if r.kind == kind and r.calls == n]
+        if not rs:
+            return {}
+        md = statistics.median
+        durs = [d for r in rs for d in r.durations]
+        return {"ok": sum(r.ok for r in rs), "calls": sum(r.calls for r in rs),
+                "mean": statistics.fmean(durs) if durs else float("nan"),
+                "p95": pct(durs, 0.95), "peak": md([r.peak_live for r in rs]),
+                "ast": md([r.ast_cpu / r.calls * 1000 for r in rs]),
+                "srv": md([r.srv_cpu / r.calls * 1000 for r in rs]),
+                "ast_u": md([r.ast_cpu / r.wall_s * 100 for r in rs]),
+                "srv_u": md([r.srv_cpu / r.wall_s * 100 for r in rs]),
+                "drv_u": md([r.drv_cpu / r.wall_s * 100 for r in rs]),
+                "approved": sum(r.approved or 0 for r in rs) if kind == "starpay"
+                else float("nan")}
+
+    prompts = f"prompts cut to {args.prompt_ms} ms" if args.short_prompts else "full prompts"
+    print()
+    print(f"(b) real Asterisk, Local channels, AMI Originate + PlayDTMF on {args.ami_lines} "
+          f"AMI connections, {prompts}, launch {args.launch_rate:.0f} calls/s, "
+          f"{args.rounds} round(s) per level")
+    head = (f"{'server':9}{'calls':>6}{'ok':>6}{'paid':>6}{'peak':>6}{'mean s':>8}"
+            f"{'p95 s':>7}{'stretch':>8}{'ast ms':>8}{'srv ms':>8}{'ast %':>7}{'srv %':>7}"
+            f"{'drv %':>7}")
+    print(head)
+    print("-" * len(head))
+    bends: dict[str, int | None] = {}
+    for kind in ("starpay", "baseline"):
+        first = agg(kind, ramp[0])
+        bends[kind] = None
+        for n in ramp:
+            a = agg(kind, n)
+            if not a:
+                continue
+            stretch = a["mean"] / first["mean"] if first else float("nan")
+            if bends[kind] is None and (stretch >= 1.25 or a["ok"] < a["calls"]):
+                bends[kind] = n
+            paid = f"{a['approved']:.0f}" if a["approved"] == a["approved"] else "-"
+            print(f"{kind:9}{n:>6}{a['ok']:>6.0f}{paid:>6}{a['peak']:>6.0f}{a['mean']:>8.1f}"
+                  f"{a['p95']:>7.1f}{stretch:>7.2f}x{a['ast']:>8.1f}{a['srv']:>8.1f}"
+                  f"{a['ast_u']:>7.0f}{a['srv_u']:>7.0f}{a['drv_u']:>7.0f}")
+    print("-" * len(head))
+    print("ast/srv ms = CPU per call of Asterisk / of the FastAGI server process; % = CPU "
+          "time / wall time of the level (100 = one core); drv = this load process")
+    for n in ramp:
+        a, b = agg("starpay", n), agg("baseline", n)
+        if a and b and b["srv"]:
+            print(f"  {n:>5} calls: StarPay/baseline server CPU per call "
+                  f"{a['srv'] / b['srv']:.2f}x, Asterisk CPU per call {a['ast']:.1f} vs "
+                  f"{b['ast']:.1f} ms")
+    for kind, n in bends.items():
+        print(f"  {kind}: " + (f"call time stretched >= 1.25x (or calls failed) at {n}"
+                               if n else "no bend (< 1.25x, no failures) up to "
+                               f"{ramp[-1]} calls"))
+    for r in runs:
+        if r.note:
+            print(f"  note ({r.kind}, {r.calls}): {r.note}")
+    print("  load average after each level: "
+          + ", ".join(f"{r.kind[:4]}@{r.calls}: {r.load}" for r in runs))
+
+
+# -- main ---------------------------------------------------------------------------------
+
+def conclusion(fake: list[FakeRun], ast: list[LevelRun]) -> None:
+    print("\nconclusion:")
+    if fake:
+        ours = statistics.median([r.cpu_ms_per_call for r in fake if r.kind == "starpay"])
+        base = statistics.median([r.cpu_ms_per_call for r in fake if r.kind == "baseline"])
+        cps = statistics.median([r.calls_per_s for r in fake if r.kind == "starpay"])
+        verdict = "within" if ours <= 2 * base else "OVER"
+        print(f"  fake: StarPay {ours:.1f} ms CPU per full call vs {base:.1f} ms for the bare "
+              f"server ({ours / base:.1f}x, {verdict} the 2x budget); {cps:.0f} calls/s "
+              f"on one core with {fake[0].calls} in flight")
+    if ast:
+        top = max(r.calls for r in ast)
+        for kind in ("starpay", "baseline"):
+            rs = [r for r in ast if r.kind == kind and r.calls == top]
+            if rs:
+                r = rs[0]
+                print(f"  asterisk at {top} calls with {kind}: Asterisk "
+                      f"{r.ast_cpu / r.wall_s * 100:.0f}% of a core, {kind} "
+                      f"{r.srv_cpu / r.wall_s * 100:.0f}%, load generator "
+                      f"{r.drv_cpu / r.wall_s * 100:.0f}%")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from ivr.asterisk.local import LocalAsterisk
+
+    ramp_max = max(int(x) for x in args.ramp.split(","))
+    n_accounts = max(args.calls, ramp_max)
+    raise_fd_limit(n_accounts * 4 + 1000)
+    run_dir = Path(tempfile.mkdtemp(prefix="starpay-calls-"))
+    instance = None
+    print(f"StarPay call benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+          f"load average at start {load_avg()}")
+    try:
+        template = run_dir / "template.db"
+        t0 = time.perf_counter()
+        await build_template(template, n_accounts + 1)  # +1: the spare for probe/warm-up
+        print(f"{n_accounts + 1} accounts imported in {time.perf_counter() - t0:.1f} s")
+        lines = await probe_script(template, n_accounts, run_dir)
+        script = run_dir / "script.agi"
+        script.write_text("".join(f"{x}\n" for x in lines))
+        print(f"probe call: {len(lines)} AGI commands, "
+              f"{sum(x.startswith('STREAM FILE') for x in lines)} STREAM FILE; the baseline "
+              "replays them")
+        fake_runs: list[FakeRun] = []
+        ast_runs: list[LevelRun] = []
+        if args.target in ("fake", "both"):
+            fake_runs = await run_fake(args, template, script, run_dir, len(lines))
+        if args.target in ("asterisk", "both"):
+            instance = LocalAsterisk(f"bench-{os.getpid()}")
+            ast_runs = await run_asterisk(args, template, script, run_dir, instance)
+        conclusion(fake_runs, ast_runs)
+        ok = all(r.approved == r.calls for r in fake_runs if r.kind == "starpay")
+        return 0 if ok else 1
+    finally:
+        for proc in list(CHILDREN):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if instance is not None:
+            await asyncio.to_thread(instance.remove)
+        if args.keep:
+            print(f"kept {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", choices=["fake", "asterisk", "both"], default="both")
+    ap.add_argument("--calls", type=int, default=2000, help="concurrent calls, fake target")
+    ap.add_argument("--ramp", default="50,100,200,400",
+                    help="concurrent calls per level, asterisk target")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds per measurement; servers alternate order each round")
+    ap.add_argument("--think-ms", type=float, default=0.0,
+                    help="fake: mean pause before each reply (0: as fast as possible)")
+    ap.add_argument("--short-prompts", action="store_true",
+                    help="asterisk: cut StarPay prompts to --prompt-ms in the instance")
+    ap.add_argument("--prompt-ms", type=int, default=300)
+    ap.add_argument("--launch-rate", type=float, default=100.0,
+                    help="asterisk: calls originated per second")
+    ap.add_argument("--ami-lines", type=int, default=4, help="asterisk: AMI connections")
+    ap.add_argument("--call-timeout", type=float, default=180.0)
+    ap.add_argument("--profile", action="store_true",
+                    help="fake: run StarPay under cProfile and print its hot spots")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    ap.add_argument("--serve", choices=["starpay", "baseline"], help=argparse.SUPPRESS)
+    ap.add_argument("--script", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve == "starpay":
+        serve_starpay(args.profile_out)
+        return 0
+    if args.serve == "baseline":
+        raise_fd_limit()
+        script = [(x + "\n").encode() for x in Path(args.script).read_text().splitlines()]
+        asyncio.run(serve_baseline(script, args.port))
+        return 0
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
