@@ -158,6 +158,14 @@ class Dialplan:
         for _ in range(5):  # variables made of variables, a few levels deep
             nxt: set[str] = set()
             for value in values:
+                cut = _cut_of_list(value)
+                if cut is not None and cut[0] in self.variables:
+                    # ${CUT(LIST,\,,<any>)}: any one item of a comma list (one per worker).
+                    name, start, end = cut
+                    for listed in self.variables[name]:
+                        for item in listed.split("\\,"):
+                            nxt.add(value[:start] + item.strip() + value[end:])
+                    continue
                 m = _VAR.search(value)
                 if not m or m.group(1) not in self.variables:
                     nxt.add(value)
@@ -166,6 +174,25 @@ class Dialplan:
                     nxt.add(value[:m.start()] + sub + value[m.end():])
             values = nxt
         return values
+
+
+_CUT_LIST = re.compile(r"\$\{CUT\(([A-Za-z0-9_]+),\\,,")
+
+
+def _cut_of_list(value: str) -> tuple[str, int, int] | None:
+    """(variable, start, end) of a ``${CUT(NAME,\\,,...)}`` in ``value``, braces balanced."""
+    m = _CUT_LIST.search(value)
+    if m is None:
+        return None
+    depth = 0
+    for i in range(m.start() + 1, len(value)):
+        if value[i] == "{":
+            depth += 1
+        elif value[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return m.group(1), m.start(), i + 1
+    return None
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
