@@ -39,6 +39,7 @@ from ivr.agi.protocol import split_command
 from ivr.agi.server import AGIServer
 from ivr.agi.session import AGISession
 from ivr.ami.client import AMIClient
+from ivr.ami.errors import AMIError
 from ivr.asterisk.local import LocalAsterisk
 from ivr.config import CallConfig, HoursConfig
 from ivr.flows.context import FlowContext
@@ -422,20 +423,21 @@ class Runner:
         return [r for r in results if r is not None]
 
     async def run_one(self, scenario: Scenario, n: int) -> Result:
-        began = time.monotonic()
+        began = [time.monotonic()]  # reset when the call is placed (after any queueing)
         commands: list[str] = []
         try:
-            commands = await self.call_once(scenario, n, commands)
+            commands = await self.call_once(scenario, n, commands, began)
         except Failed as f:
-            return Result(scenario, self.target, False, time.monotonic() - began, f.step,
+            return Result(scenario, self.target, False, time.monotonic() - began[0], f.step,
                           f.message, prompts_of(commands))
         except Exception as exc:  # a broken target is a failed scenario, not a crash
-            return Result(scenario, self.target, False, time.monotonic() - began, "call",
+            return Result(scenario, self.target, False, time.monotonic() - began[0], "call",
                           f"{type(exc).__name__}: {exc}", prompts_of(commands))
-        return Result(scenario, self.target, True, time.monotonic() - began,
+        return Result(scenario, self.target, True, time.monotonic() - began[0],
                       heard=prompts_of(commands))
 
-    async def call_once(self, scenario: Scenario, n: int, commands: list[str]) -> list[str]:
+    async def call_once(self, scenario: Scenario, n: int, commands: list[str],
+                        began: list[float]) -> list[str]:
         """Place the call, take the steps, check the outcome; ``commands`` fills as it
         goes (so a failure can say what was heard)."""
         async def agents() -> bool:
@@ -532,15 +534,18 @@ class AsteriskRunner(Runner):
         summary = await self._ami.queue_summary(QUEUE)
         return any(q.available > 0 for q in summary)
 
-    async def call_once(self, scenario: Scenario, n: int, commands: list[str]) -> list[str]:
+    async def call_once(self, scenario: Scenario, n: int, commands: list[str],
+                        began: list[float]) -> list[str]:
         if scenario.agents > 0:
             async with self._exclusive:
                 await self._shared_idle.wait()
                 async with self._agents(scenario.agents):
+                    began[0] = time.monotonic()
                     return await self._call(scenario, n, commands)
         async with self._exclusive:  # only to wait out an agents scenario in progress
             self._shared += 1
             self._shared_idle.clear()
+        began[0] = time.monotonic()
         try:
             return await self._call(scenario, n, commands)
         finally:
@@ -555,15 +560,18 @@ class AsteriskRunner(Runner):
         try:
             for k in range(count):
                 iface = AGENT_INTERFACE + ("" if k == 0 else f"/n{k}")
-                await self._ami.action({"Action": "QueueAdd", "Queue": QUEUE,
-                                        "Interface": iface, "MemberName": f"qa-agent-{k}"})
+                # The CLI command, not the QueueAdd action: panoramisk takes QueueAdd's
+                # "Added interface to queue" for the start of a list and waits forever.
+                out = await self._ami.command(
+                    f"queue add member {iface} to {QUEUE} penalty 0 as qa-agent-{k}")
+                if "Added" not in out:
+                    raise RuntimeError(f"could not add a queue member: {out.strip()}")
                 added.append(iface)
             yield
         finally:
             for iface in added:
                 with contextlib.suppress(Exception):
-                    await self._ami.action({"Action": "QueueRemove", "Queue": QUEUE,
-                                            "Interface": iface})
+                    await self._ami.command(f"queue remove member {iface} from {QUEUE}")
 
     async def _call(self, scenario: Scenario, n: int, commands: list[str]) -> list[str]:
         ami = self._ami
@@ -594,9 +602,19 @@ class AsteriskRunner(Runner):
             finally:
                 commands[:] = line.commands
                 ami.off("Newexten", on_exten)
-                await call.close()
+                await _close(call)
                 self._calls.pop(call.service_uid, None)
         return commands
+
+
+async def _close(call: AsteriskCall) -> None:
+    try:
+        await call.close()
+    except AMIError:
+        # The caller's channel went away between our hang-up and its Hangup event: it is
+        # gone, which is all close() wanted; close again just to drop the event callbacks.
+        call.ended.set()
+        await call.close()
 
 
 async def _dialplan_went(contexts: list[str], context: str, call: AsteriskCall,
