@@ -231,6 +231,11 @@ class Server:
         assert self.ps is not None
         return cpu_s(self.ps)
 
+    def main_thread_cpu(self) -> float:
+        """CPU of the event loop's thread alone (the rest: aiosqlite's worker threads)."""
+        assert self.ps is not None
+        return sum(t.user_time + t.system_time for t in self.ps.threads() if t.id == self.ps.pid)
+
     def rss(self) -> int:
         assert self.ps is not None
         return int(self.ps.memory_info().rss)
@@ -289,6 +294,7 @@ class FakeRun:
     approved: int | None = None
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    loop_cpu_s: float = 0.0
     rss_idle: int = 0
     rss_held: int = 0
     rtts: list[float] = field(default_factory=list)
@@ -320,7 +326,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
         await FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
                            uniqueid=f"{stamp}.warm", responder=caller()).run(30)
         await asyncio.sleep(0.3)
-        res.rss_idle, cpu0 = server.rss(), server.cpu()
+        res.rss_idle, cpu0, loop0 = server.rss(), server.cpu(), server.main_thread_cpu()
         all_in = asyncio.Event()
         gate = asyncio.Semaphore(256)  # the listen backlog is not what we measure
         rng = random.Random(1)
@@ -370,6 +376,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
         await asyncio.gather(*tasks)
         res.wall_s = time.perf_counter() - started
         res.cpu_s = server.cpu() - cpu0
+        res.loop_cpu_s = server.main_thread_cpu() - loop0
         res.load = load_avg()
     finally:
         await server.stop()
@@ -402,6 +409,8 @@ def print_fake(runs: list[FakeRun], n: int, think_ms: float, commands: int) -> N
         ("round trip p50 (ms)", lambda r: pct(r.rtts, 0.5) * 1000, "{:.2f}"),
         ("round trip p99 (ms)", lambda r: pct(r.rtts, 0.99) * 1000, "{:.2f}"),
         ("server CPU per call (ms)", lambda r: r.cpu_ms_per_call, "{:.2f}"),
+        ("  of which the event loop thread",
+         lambda r: r.loop_cpu_s / max(1, r.completed) * 1000, "{:.2f}"),
         ("server CPU per command (us)",
          lambda r: r.cpu_s / max(1, r.completed * commands) * 1e6, "{:.0f}"),
         ("server RSS idle (MiB)", lambda r: r.rss_idle / 2**20, "{:.1f}"),
