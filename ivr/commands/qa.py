@@ -1,0 +1,108 @@
+"""`ivr qa run` (call scenarios) and `ivr qa call` (a phone in the terminal).
+
+    ivr qa run tests/scenarios [--target emulator|asterisk] [--junit FILE] [--jobs N]
+    ivr qa call --from +15551234567 [--attest A] [--exten *PAY]
+
+`qa run` exits 1 when any scenario fails (2 when a scenario file is unusable). `qa call`
+talks to the local instance that `make run` started, and the service (`ivr serve`) must be
+answering its AGI port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from ivr.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("qa", help="simulated calls: run scenarios, or call from the terminal")
+    qsub = p.add_subparsers(dest="action", required=True)
+    r = qsub.add_parser("run", help="run call scenarios (YAML files or folders)")
+    r.add_argument("paths", nargs="+", metavar="PATH")
+    r.add_argument("--target", choices=("emulator", "asterisk"), default="emulator",
+                   help="emulator: FakeAsterisk, no PBX (default); asterisk: a real local "
+                   "Asterisk (a private instance unless --instance names a running one)")
+    r.add_argument("--instance", metavar="NAME", help="with --target asterisk: use this "
+                   "running local instance; its AGI port must be free (stop `ivr serve`)")
+    r.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    r.add_argument("--jobs", type=int, metavar="N", help="scenarios at a time (default 8 "
+                   "on the emulator, 16 on asterisk)")
+    r.set_defaults(func=run)
+    c = qsub.add_parser("call", help="place a call through the local Asterisk: prompts are "
+                        "printed as they play; type keys + Enter, h + Enter hangs up")
+    c.add_argument("--from", dest="caller", default="+15551234567", metavar="NUMBER",
+                   help="caller ID (default +15551234567); 'withheld' for none")
+    c.add_argument("--attest", choices=("A", "B", "C"), help="STIR/SHAKEN attestation")
+    c.add_argument("--exten", default="*PAY", help="what the phone dials (default *PAY)")
+    c.add_argument("--timeout", type=float, default=600.0, help="hang up after this many "
+                   "seconds (default 600)")
+    c.set_defaults(func=call)
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.qa.runner import describe, run_scenarios, summary, write_junit
+    from ivr.qa.scenario import ScenarioError, load_all
+
+    try:
+        scenarios = load_all(args.paths)
+    except ScenarioError as exc:
+        print(f"ivr qa run: {exc}", file=sys.stderr)
+        return 2
+    if not scenarios:
+        print("ivr qa run: no scenarios found (*.yaml / *.yml)", file=sys.stderr)
+        return 2
+    instance = None
+    if args.target == "asterisk" and args.instance:
+        from ivr.asterisk.local import LocalAsterisk
+
+        instance = LocalAsterisk(args.instance, root=cfg.asterisk.root or None)
+        if not instance.running():
+            print(f"ivr qa run: instance {args.instance} is not running", file=sys.stderr)
+            return 2
+    if not getattr(args, "verbose", False):
+        # One line per scenario is the report; the service's own INFO lines would bury it.
+        for name in ("", "alembic", "ivr"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    print(f"running {len(scenarios)} scenario(s) on {args.target}", flush=True)
+
+    def show(result: object) -> None:
+        print(describe(result), flush=True)  # type: ignore[arg-type]
+
+    try:
+        results = asyncio.run(run_scenarios(scenarios, args.target, jobs=args.jobs,
+                                            instance=instance, on_result=show,
+                                            hours=cfg.hours))
+    except Exception as exc:  # no Asterisk, port taken, ...: say so in one line
+        print(f"ivr qa run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if args.junit:
+        write_junit(results, args.junit, args.target)
+    print(summary(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def call(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.commands.asterisk import instance
+    from ivr.qa.phone import TerminalPhone
+
+    try:
+        a = instance(cfg)
+    except Exception as exc:
+        print(f"ivr qa call: {exc}", file=sys.stderr)
+        return 2
+    if not a.running():
+        print(f"ivr qa call: the local Asterisk (instance {a.name}) is not running; start it "
+              "with `make run` or `ivr asterisk start`, and `ivr serve`", file=sys.stderr)
+        return 2
+    caller = "anonymous" if args.caller.lower() in ("withheld", "anonymous") else args.caller
+    phone = TerminalPhone(a.ami_host, a.ami_port, a.qa_username, a.qa_secret,
+                          caller=caller, attest=args.attest, exten=args.exten)
+    try:
+        return asyncio.run(phone.run(timeout=args.timeout))
+    except Exception as exc:
+        print(f"ivr qa call: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
