@@ -7,7 +7,8 @@ At the end the reconciler settles everything still open, and the books are check
 
 * double charges: logical payments charged more than once at the gateway (must be 0);
 * lost payments: money taken at the gateway with no approved payment recorded, or an approved
-  payment with no charge (must be 0); balances must equal opening balance minus approvals.
+  payment with no charge, or a payment still open after reconcile (must be 0);
+* books: the balances moved by exactly the sum of the recorded approved payments.
 
 Baseline, side by side: the same attempts with no idempotency and no locking (a new key per
 attempt, the gateway called first, then one INSERT + balance UPDATE). It is faster, and it
@@ -154,6 +155,7 @@ async def baseline(url: str, attempts: list[Attempt], ledger: Path, concurrency:
     gw = SandboxGateway(ledger, timeout_rate=timeout_rate, seed=7)
     db = Database(url)
     recorded: list[str] = []
+    recorded_minor = 0
 
     async def naive(a: Attempt) -> None:
         key = f"{a.key}-{uuid.uuid4().hex[:8]}"  # each try gets a fresh key
@@ -169,12 +171,17 @@ async def baseline(url: str, attempts: list[Attempt], ledger: Path, concurrency:
                           channel="ivr", processor_reference=r.reference))
             await s.execute(update(Account).where(Account.id == a.account_id).values(
                 balance_minor=Account.balance_minor - a.amount))
+        nonlocal recorded_minor
         recorded.append(key)
+        recorded_minor += a.amount
 
     t0 = time.perf_counter()
     await run_many([naive(a) for a in attempts], concurrency)
     seconds = time.perf_counter() - t0
     charged = gw.approved_charges()
+    async with db.session() as s:
+        moved = OPENING * ACCOUNTS - int((await s.execute(
+            select(func.sum(Account.balance_minor)))).scalar())
     await db.dispose()
     await gw.close()
     key_to_intent = {a.key: a.intent for a in attempts}
@@ -185,7 +192,7 @@ async def baseline(url: str, attempts: list[Attempt], ledger: Path, concurrency:
     doubles = sum(1 for n in by_intent.values() if n > 1)
     lost = len(set(charged) - set(recorded))
     return Result("baseline (no idempotency/locks)", len(attempts), seconds, len(charged),
-                  len(recorded), doubles, lost, True)
+                  len(recorded), doubles, lost, moved == recorded_minor)
 
 
 async def bench(backend: str, url: str, args: argparse.Namespace, tmp: Path

@@ -224,3 +224,41 @@ async def test_account_lookup_by_phone(db):
     aid = await make_account(db)
     view = await AccountService(db).get(aid)
     assert view is not None and view.card is not None and view.card.last4 == "4242"
+
+
+async def test_load_with_timeouts_and_retries_settles_exactly_once(db, tmp_path):
+    """Many concurrent attempts, injected gateway timeouts and same-key retries: after
+    reconcile every gateway charge has exactly one approved payment and vice versa."""
+    gw = SandboxGateway(tmp_path / "faulty.db", timeout_rate=0.2, seed=3)
+    ids = [await make_account(db, balance=10**9, number=f"L{i}") for i in range(5)]
+    svc = service(db, gw, daily_limit_minor=10**9)
+    keys = [(ids[i % 5], 100 + i, f"load-{i}") for i in range(60)]
+    attempts = keys + keys[::3]  # every third payment is retried with the same key
+    await asyncio.gather(*(svc.charge(a, amt, "ivr", k, None) for a, amt, k in attempts))
+    await reconcile_once(db, gw, min_age=timedelta(0), give_up_after=timedelta(0))
+    charged = gw.approved_charges()
+    async with db.session() as s:
+        approved = dict((await s.execute(select(Payment.idempotency_key, Payment.amount_minor)
+                                         .where(Payment.state == "approved"))).all())
+        states = set((await s.execute(select(Payment.state))).scalars())
+        total = sum([(await s.get(Account, a)).balance_minor for a in ids])  # type: ignore[union-attr]
+    assert charged == approved
+    assert states <= {"approved", "failed"}
+    assert total == 5 * 10**9 - sum(approved.values())
+    await gw.close()
+
+
+async def test_run_reconciler_settles_then_stops(db, sandbox):
+    from ivr.services.reconcile import run_reconciler
+
+    aid = await make_account(db, token="tok_sandbox_timeout_after_charge")
+    assert isinstance(await service(db, sandbox).charge(aid, 500, "ivr", "bg", None), Pending)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_reconciler(db, sandbox, 0.05, stop, min_age=timedelta(0)))
+    for _ in range(100):
+        if await balance(db, aid) == 7917:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert await balance(db, aid) == 7917
