@@ -39,6 +39,8 @@ _KEY_VALUES = re.compile(r"(?:\s+[A-Za-z_][A-Za-z0-9_]*=\S*)*\s*\Z")
 _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S*)")
 _VERB = re.compile(r"[A-Z][A-Z ]*[A-Z]\Z|[A-Z]\Z")
 _NEEDS_QUOTES = re.compile(r'[\s"\\\']')
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+_GOOD_VERBS: set[str] = set()  # verbs already checked against _VERB
 
 
 def decode_line(raw: bytes, what: str = "line") -> str:
@@ -103,7 +105,7 @@ def split_header_block(block: bytes) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per command, no __dict__ to allocate
 class Reply:
     """One parsed reply. ``result`` stays a string: GET DATA returns digits (``result=0042``
     must keep its zeros) and may be empty (``result= (timeout)``)."""
@@ -167,8 +169,19 @@ def parse_reply(lines: str | Sequence[str]) -> Reply:
     lines = tuple(line.rstrip("\r") for line in lines if line != "")
     if not lines:
         raise AGIProtocolError("empty reply")
-    first = lines[0]
-    raw = "\n".join(lines)
+    return _parse(lines[0], lines, "\n".join(lines))
+
+
+def parse_reply_line(line: str) -> Reply:
+    """:func:`parse_reply` of a single line (every reply but a multi-line 520), without the
+    list handling: this runs once per command."""
+    line = line.rstrip("\r")
+    if not line:
+        raise AGIProtocolError("empty reply")
+    return _parse(line, (line,), line)
+
+
+def _parse(first: str, lines: tuple[str, ...], raw: str) -> Reply:
     m = _STATUS.match(first)
     if not m:
         raise AGIProtocolError(f"malformed reply: {first[:80]!r}")
@@ -177,18 +190,20 @@ def parse_reply(lines: str | Sequence[str]) -> Reply:
         raise AGIProtocolError(f"unexpected continuation line for {code}")
     if code == 520 and dash == "-" and (len(lines) < 2 or not lines[-1].startswith("520 ")):
         raise AGIProtocolError("unterminated 520 usage reply")
-    if code not in (100, 200):
-        return Reply(code=code, data=rest or None, raw=raw, lines=lines)
+    if code != 200 and code != 100:
+        return Reply(code, "", rest or None, {}, raw, lines)
     if len(lines) > 1:
         raise AGIProtocolError(f"{code} reply with continuation lines")
     r = _RESULT.match(rest)
     if not r:
         if code == 100:  # "100 Trying..." without a result
-            return Reply(code=code, data=rest, raw=raw, lines=lines)
+            return Reply(code, "", rest, {}, raw, lines)
         raise AGIProtocolError(f"200 reply without result=: {first[:80]!r}")
-    result, tail = r.group(1), (r.group(2) or "")
+    result, tail = r.group(1), r.group(2)
+    if not tail:  # the common "200 result=1": nothing more to split
+        return Reply(code, result, None, {}, raw, lines)
     data, extra = _split_data(tail)
-    return Reply(code=code, result=result, data=data, extra=extra, raw=raw, lines=lines)
+    return Reply(code, result, data, extra, raw, lines)
 
 
 def _split_data(tail: str) -> tuple[str | None, dict[str, str]]:
@@ -224,8 +239,8 @@ def quote(arg: object) -> str:
     ``\\`` backslash-escaped. CR, LF and NUL cannot be sent at all (they would end or cut
     the command line), so they raise ValueError instead of being smuggled through.
     """
-    text = str(arg)
-    if any(c in text for c in "\r\n\x00"):
+    text = arg if type(arg) is str else str(arg)
+    if _FORBIDDEN.search(text):
         raise ValueError("AGI argument contains CR, LF or NUL")
     if text and not _NEEDS_QUOTES.search(text):
         return text
@@ -238,9 +253,12 @@ def build_command(*parts: object) -> bytes:
     The first part is the command verb (upper-case words, sent as is); the rest are
     arguments, quoted as needed. Raises ValueError past Asterisk's 8192-byte line limit.
     """
-    if not parts or not isinstance(parts[0], str) or not _VERB.match(parts[0]):
+    verb = parts[0] if parts else None
+    if not isinstance(verb, str) or (verb not in _GOOD_VERBS and not _VERB.match(verb)):
         raise ValueError(f"AGI command verb must be upper-case words, got {parts[:1]!r}")
-    line = " ".join([parts[0], *(quote(p) for p in parts[1:])]) + "\n"
+    if len(_GOOD_VERBS) < 256:  # a flow uses a few dozen verbs; stay bounded regardless
+        _GOOD_VERBS.add(verb)
+    line = " ".join([verb, *map(quote, parts[1:])]) + "\n"
     data = line.encode("utf-8")
     if len(data) > MAX_COMMAND_BYTES:
         raise ValueError(f"AGI command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -37,6 +38,28 @@ Routes = Mapping[str, Handler] | Callable[[str], Handler | None]
 FAILURE_LINE = b"FAILURE\n"
 _BEST_EFFORT_TIMEOUT = 2.0  # for the courtesy line sent before FAILURE
 _REFUSE_LINGER = 1.0  # how long a refused connection waits for Asterisk to close first
+GC_YOUNG_THRESHOLD = 50_000  # see tune_gc()
+
+
+def tune_gc(young: int = GC_YOUNG_THRESHOLD) -> None:
+    """Set CPython's cycle collector up for a long-running server; call once, after start-up.
+
+    With thousands of live calls a full collection walks every object of every call and
+    stops the loop for tens of milliseconds: that, not parsing, was the p99 of a command's
+    round trip. Cycles are still collected; two changes make full collections cheap and rare:
+
+    - ``gc.freeze()``: what start-up built (modules, classes, routes) lives as long as the
+      process, so it moves to the permanent generation that no collection walks again.
+    - the young generation is collected every ``young`` net allocations instead of 700.
+      What a command allocates (reply, futures, buffers) lives until the caller answers,
+      often a second; at 700 most of it survived into the old generations and kept
+      triggering full collections, at 50,000 it is mostly freed (by refcount) first. A young
+      collection still only walks the objects allocated since the last one.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, old)
 
 
 class AGIServer:
@@ -148,6 +171,12 @@ class AGIServer:
                            _peer(writer), exc)
             return
         session = AGISession(reader, writer, headers, command_timeout=self.command_timeout)
+        try:
+            await self._run_handler(session)
+        finally:
+            session._release()  # its reply timer must not keep a finished call alive
+
+    async def _run_handler(self, session: AGISession) -> None:
         # Every log line of this call (this task's context) carries the uniqueid.
         ivrlog.call_id.set(session.uniqueid or "-")
         script = session.script

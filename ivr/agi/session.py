@@ -33,23 +33,41 @@ _PLAIN_REPLIES = frozenset({"ANSWER", "HANGUP", "VERBOSE", "SET MUSIC", "CHANNEL
                             "SET VARIABLE", "NOOP"})
 
 
+class _ReplyTimeout(Exception):
+    """Set on the stream reader by the deadline timer: wakes the read waiting for a reply."""
+
+
 class AGISession:
     """A call in progress, over the asyncio streams of its FastAGI connection.
 
     Not safe for concurrent commands: one flow drives one call, one command at a time.
     """
 
+    # Thousands of these live at once: no per-instance __dict__ to allocate and for the
+    # cycle collector to traverse.
+    __slots__ = ("reader", "writer", "headers", "args", "command_timeout", "last_reply",
+                 "hung_up", "_broken", "_busy", "_loop", "_deadline", "_timer", "_expired",
+                 "__weakref__")
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 headers: dict[str, str], *, command_timeout: float = 300.0) -> None:
+                 headers: dict[str, str], *, command_timeout: float | None = 300.0) -> None:
         self.reader = reader
         self.writer = writer
         self.headers = headers
         self.args = protocol.header_args(headers)
-        self.command_timeout = command_timeout
+        self.command_timeout = command_timeout  # None: wait for replies forever
         self.last_reply: Reply | None = None
         self.hung_up = False
         self._broken: str | None = None  # why the stream can no longer be trusted
         self._busy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Reply deadline (loop time) while a reply is awaited, else None. One timer per
+        # session that is only re-armed when it fires early replaces asyncio.timeout()
+        # per command, whose timer-heap push, cancel and task bookkeeping cost about a
+        # fifth of a command's CPU time.
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     # -- headers ---------------------------------------------------------------------------
 
@@ -122,28 +140,67 @@ class AGISession:
         return reply.raise_for_status()
 
     async def _read_reply(self) -> Reply:
+        timeout = self.command_timeout
+        if timeout is not None:
+            self._arm(timeout)
         try:
-            async with asyncio.timeout(self.command_timeout):
-                while True:
-                    lines = [await self._read_line()]
-                    if lines[0] == protocol.HANGUP_LINE:
-                        # Out of band: the reply to our command is still coming.
-                        if not self.hung_up:
-                            logger.debug("<- HANGUP (out of band)")
-                        self.hung_up = True
-                        continue
+            while True:
+                line = await self._read_line()
+                if line == protocol.HANGUP_LINE:
+                    # Out of band: the reply to our command is still coming.
+                    if not self.hung_up:
+                        logger.debug("<- HANGUP (out of band)")
+                    self.hung_up = True
+                    continue
+                if line.startswith("520-"):
+                    lines = [line]
                     while protocol.reply_needs_more(lines):
                         lines.append(await self._read_line())
                     reply = protocol.parse_reply(lines)
-                    if reply.code == 100:  # "100 Trying...": the real reply follows
-                        continue
-                    return reply
-        except TimeoutError:
+                else:
+                    reply = protocol.parse_reply_line(line)
+                if self._expired:
+                    # The timer fired in the same loop pass as the reply arrived: too late
+                    # (and the reader now holds the timeout for the next read anyway).
+                    raise _ReplyTimeout
+                if reply.code == 100:  # "100 Trying...": the real reply follows
+                    continue
+                return reply
+        except _ReplyTimeout:
             self._broken = "reply timeout"
-            raise AGIProtocolError(f"no reply within {self.command_timeout} s") from None
+            raise AGIProtocolError(f"no reply within {timeout} s") from None
         except AGIProtocolError as exc:
             self._broken = str(exc)
             raise
+        finally:
+            self._deadline = None  # the pending timer, if any, then lapses harmlessly
+
+    def _arm(self, timeout: float) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._deadline = deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:  # no reply awaited now: the next command arms a new timer
+            return
+        assert self._loop is not None
+        if self._loop.time() < deadline:  # replies came since; this is a later command's
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        self._expired = True
+        self.reader.set_exception(_ReplyTimeout())
+
+    def _release(self) -> None:
+        """Drop the deadline timer so a finished call is not kept alive by the loop."""
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _read_line(self) -> str:
         try:
@@ -288,6 +345,7 @@ class AGISession:
 
     async def close(self) -> None:
         """Close the connection (Asterisk then resumes the dialplan after AGI())."""
+        self._release()
         self.writer.close()
         try:
             await self.writer.wait_closed()

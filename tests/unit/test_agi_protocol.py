@@ -184,3 +184,45 @@ def test_build_command_bytes_and_limit() -> None:
 def test_build_command_rejects_odd_verbs(verb: str) -> None:
     with pytest.raises(ValueError):
         build_command(verb)
+
+
+@pytest.mark.parametrize("verb", [None, 7, ["ANSWER"]])
+def test_build_command_rejects_verbs_that_are_not_text(verb: object) -> None:
+    with pytest.raises(ValueError):
+        build_command(verb)
+
+
+def test_checked_verbs_are_remembered_without_loosening_the_check() -> None:
+    for _ in range(2):  # the second time the verb comes from the cache of checked verbs
+        assert build_command("SAY DIGITS", "12") == b"SAY DIGITS 12\n"
+    with pytest.raises(ValueError):
+        build_command("SAY DIGITS\n")
+    with pytest.raises(ValueError):
+        build_command("say digits", "12")
+
+
+# -- the per-command fast path -------------------------------------------------------------
+
+@pytest.mark.parametrize("line", [
+    "200 result=1", "200 result=0 endpos=16000", "200 result= (timeout)",
+    "200 result=1 (a (b) c) endpos=3", "200 result=49 Trying...", "100 Trying...",
+    "510 Invalid or unknown command", "520 Invalid command syntax.  Proper usage not available.",
+    "511 Command Not Permitted on a dead channel or intercept routine",
+    "200 result=1\r", "200 result=0 (",
+])
+def test_single_line_parser_matches_parse_reply(line: str) -> None:
+    assert protocol.parse_reply_line(line) == parse_reply([line])
+
+
+@pytest.mark.parametrize("line", ["", "\r", "HANGUP", "200 nothing", "520-Invalid", "99 x"])
+def test_single_line_parser_rejects_what_parse_reply_rejects(line: str) -> None:
+    with pytest.raises(AGIProtocolError):
+        protocol.parse_reply_line(line)
+    with pytest.raises(AGIProtocolError):
+        parse_reply([line])
+
+
+def test_reply_is_still_immutable() -> None:
+    reply = parse_reply("200 result=1")
+    with pytest.raises(AttributeError):  # FrozenInstanceError is an AttributeError
+        reply.result = "2"  # type: ignore[misc]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -225,6 +227,74 @@ async def test_reply_timeout_is_a_protocol_error() -> None:
         await wait_until(lambda: server.active_sessions == 0)
         await fake.close()
     assert got == [AGIProtocolError]
+
+
+async def test_reply_deadline_counts_from_each_command() -> None:
+    """The per-session timer is re-armed, not reset per call: a long call of prompt replies
+    never times out, and a reply that does not come still fails after command_timeout."""
+    outcome: list[Any] = []
+
+    async def flow(s: AGISession) -> None:
+        for _ in range(4):
+            await s.verbose("quick")
+        sent = time.monotonic()
+        try:
+            await s.answer()
+        except AGIProtocolError as exc:
+            outcome.extend([str(exc), time.monotonic() - sent])
+
+    async with serving({"pay": flow}, command_timeout=0.3) as server:
+        fake = await FakeAsterisk(server.port).connect()
+        for _ in range(4):  # 4 x 0.15 s: twice the timeout in all, each reply in time
+            assert (await fake.read_command()) is not None
+            await asyncio.sleep(0.15)
+            await fake.reply("200 result=1")
+        assert (await fake.read_command()) is not None  # ANSWER, never answered
+        await wait_until(lambda: server.active_sessions == 0)
+        await fake.close()
+    assert outcome[0] == "no reply within 0.3 s"
+    assert 0.28 < outcome[1] < 0.6
+
+
+async def test_finished_call_is_not_kept_alive_by_its_reply_timer() -> None:
+    refs: list[weakref.ref[AGISession]] = []
+
+    async def flow(s: AGISession) -> None:
+        refs.append(weakref.ref(s))
+        await s.answer()
+
+    async with serving({"pay": flow}, command_timeout=300) as server:
+        await FakeAsterisk(server.port).run()
+        await wait_until(lambda: server.active_sessions == 0)
+        gc.collect()
+        assert refs[0]() is None
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def drain(self) -> None:
+        pass
+
+
+async def test_reply_arriving_as_the_deadline_fires_counts_as_late() -> None:
+    """Timer and reply in the same loop pass: the reply is not returned while the reader
+    already holds the timeout (it would break the next command instead)."""
+    reader = asyncio.StreamReader()
+    session = AGISession(reader, _Writer(), {}, command_timeout=60)  # type: ignore[arg-type]
+    task = asyncio.create_task(session.answer())
+    await asyncio.sleep(0)  # the command is sent, its reply awaited
+    reader.feed_data(b"200 result=0\n")  # the reply wakes the reading task...
+    session._deadline = asyncio.get_running_loop().time() - 1
+    session._on_timer()  # ...and the deadline timer runs before it
+    with pytest.raises(AGIProtocolError, match="no reply within"):
+        await task
+    with pytest.raises(AGIProtocolError, match="unusable"):
+        await session.answer()
 
 
 # -- bad peers ---------------------------------------------------------------------------------
