@@ -5,6 +5,13 @@ A payment is looked at when it is ``unknown`` (the gateway timed out or failed m
 commit; ``min_age`` must exceed the longest gateway call so we never race a live one).
 If the gateway never saw the key, the payment is marked ``failed`` only after
 ``give_up_after``: a processor's search can lag behind its writes (Stripe: up to an hour).
+
+Several workers may reconcile at once. Settling is safe anyway (``apply_result`` and
+``mark_failed`` change only a payment still open, under row locks), but each payment is also
+claimed before it is looked at, so one worker does the work and reports it: on PostgreSQL a
+session advisory lock per payment (``pg_try_advisory_lock``; a worker that dies drops its
+connection and so its claims); on SQLite, one file on one machine, the state re-read after
+the claim is enough.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from ivr.config import Config
 from ivr.gateways.base import Gateway, GatewayError, OutcomeUnknown
@@ -60,29 +67,71 @@ async def reconcile_once(db: Database, gateway: Gateway, *,
         age = now - (as_utc(created) or now)
         if state == "pending" and age < min_age:
             continue
-        report.checked += 1
-        try:
-            result = await gateway.lookup(key, ref)
-        except (OutcomeUnknown, GatewayError) as exc:
-            log.warning("reconcile payment %s: look-up failed (%s); will retry", pid, exc)
-            report.still_open += 1
-            continue
-        if result is None:
-            if age >= give_up:
-                await mark_failed(db, pid, "not_received",
-                                  "the processor never received this payment", actor)
-                report.failed += 1
-            else:
-                report.still_open += 1
-            continue
-        p = await apply_result(db, pid, result, actor)
-        if p.state == "approved":
-            report.approved += 1
-        else:
-            report.declined += 1
+        async with _claim(db, pid) as claimed:
+            if not claimed:
+                continue  # another worker has it right now
+            await _settle(db, gateway, report, pid, key, ref, age, give_up, actor)
     if report.checked:
         log.info("reconcile: %s", report)
     return report
+
+
+# First key of our advisory locks, so they cannot collide with anyone else's on the database.
+_CLAIM_SPACE = 0x53504159  # "SPAY"
+
+
+@contextlib.asynccontextmanager
+async def _claim(db: Database, payment_id: int) -> AsyncIterator[bool]:
+    """True while this worker alone may reconcile the payment and it is still open."""
+    if db.is_sqlite:
+        yield await _still_open(db, payment_id)
+        return
+    async with db.engine.connect() as conn:
+        args = {"space": _CLAIM_SPACE, "id": payment_id}
+        got = (await conn.execute(text("SELECT pg_try_advisory_lock(:space, :id)"), args)
+               ).scalar()
+        await conn.commit()  # the lock is the session's; don't sit in a transaction
+        if not got:
+            yield False
+            return
+        try:
+            # Re-read: the worker that held the claim before us may have settled it.
+            yield await _still_open(db, payment_id)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:space, :id)"), args)
+            await conn.commit()
+
+
+async def _still_open(db: Database, payment_id: int) -> bool:
+    async with db.session() as s:
+        state = (await s.execute(select(Payment.state).where(Payment.id == payment_id))
+                 ).scalar_one_or_none()
+    return state in OPEN_STATES
+
+
+async def _settle(db: Database, gateway: Gateway, report: ReconcileReport, pid: int,
+                  key: str, ref: str | None, age: timedelta, give_up: timedelta,
+                  actor: str) -> None:
+    report.checked += 1
+    try:
+        result = await gateway.lookup(key, ref)
+    except (OutcomeUnknown, GatewayError) as exc:
+        log.warning("reconcile payment %s: look-up failed (%s); will retry", pid, exc)
+        report.still_open += 1
+        return
+    if result is None:
+        if age >= give_up:
+            await mark_failed(db, pid, "not_received",
+                              "the processor never received this payment", actor)
+            report.failed += 1
+        else:
+            report.still_open += 1
+        return
+    p = await apply_result(db, pid, result, actor)
+    if p.state == "approved":
+        report.approved += 1
+    else:
+        report.declined += 1
 
 
 async def run_reconciler(db: Database, gateway: Gateway, interval: float,
