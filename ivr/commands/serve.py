@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from ivr.agi.server import AGIServer
+from ivr.agi.server import AGIServer, tune_gc
 from ivr.config import Config
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             print(f"ivr serve: {e}")
         return 2
     try:
-        asyncio.run(serve(cfg))
+        # GC tuning only here, once everything has started: it freezes this process's
+        # start-up objects for good, which tests calling serve() must not inherit.
+        asyncio.run(serve(cfg, ready=lambda _server: tune_gc()))
     except OSError as exc:  # typically the port is taken
         print(f"ivr serve: cannot listen on {cfg.agi.host}:{cfg.agi.port}: {exc}")
         return 1
