@@ -270,6 +270,29 @@ async def test_finished_call_is_not_kept_alive_by_its_reply_timer() -> None:
         assert refs[0]() is None
 
 
+async def test_oversized_reply_line_is_a_protocol_error_and_breaks_the_session() -> None:
+    got: list[str] = []
+
+    async def flow(s: AGISession) -> None:
+        try:
+            await s.get_variable("HUGE")
+        except AGIProtocolError as exc:
+            got.append(str(exc))
+        try:
+            await s.answer()
+        except AGIProtocolError as exc:
+            got.append(str(exc))
+
+    def responder(cmd: Command, fake: FakeAsterisk) -> str | None:
+        return "200 result=1 (" + "x" * 70_000 + ")"
+
+    async with serving({"pay": flow}) as server:
+        fake = FakeAsterisk(server.port, responder=responder)
+        await fake.run()
+    assert got == ["reply line too long", "session unusable: reply line too long"]
+    assert fake.verbs() == ["GET VARIABLE"]
+
+
 class _Writer:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
