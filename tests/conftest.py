@@ -9,7 +9,6 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.asterisk",
     "tests.fixtures.postgres",
-    
 ]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.ami.client import AMIClient
+from ivr.ami.errors import AMIError
 
 
 @dataclass
@@ -138,7 +139,13 @@ class AsteriskCall:
         await asyncio.wait_for(self.ended.wait(), timeout)
 
     async def close(self) -> None:
-        await self.hangup()
+        """Hang up (if the call is still up) and stop listening; safe to call twice."""
+        try:
+            await self.hangup()
+        except AMIError:
+            # The channel went away between our check and the Hangup action: it is gone,
+            # which is all we wanted.
+            self.ended.set()
         for name, cb in self._callbacks:
             off = getattr(self.ami, "off", None)
             if off:

@@ -39,7 +39,6 @@ from ivr.agi.protocol import split_command
 from ivr.agi.server import AGIServer
 from ivr.agi.session import AGISession
 from ivr.ami.client import AMIClient
-from ivr.ami.errors import AMIError
 from ivr.asterisk.local import LocalAsterisk
 from ivr.config import CallConfig, HoursConfig
 from ivr.flows.context import FlowContext
@@ -602,19 +601,9 @@ class AsteriskRunner(Runner):
             finally:
                 commands[:] = line.commands
                 ami.off("Newexten", on_exten)
-                await _close(call)
+                await call.close()
                 self._calls.pop(call.service_uid, None)
         return commands
-
-
-async def _close(call: AsteriskCall) -> None:
-    try:
-        await call.close()
-    except AMIError:
-        # The caller's channel went away between our hang-up and its Hangup event: it is
-        # gone, which is all close() wanted; close again just to drop the event callbacks.
-        call.ended.set()
-        await call.close()
 
 
 async def _dialplan_went(contexts: list[str], context: str, call: AsteriskCall,
