@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Actions answered by one Response that panoramisk would wait on as a list.
+SINGLE_REPLY = frozenset({"originate", "queueadd", "queueremove", "queuepause"})
+
 Event = dict[str, Any]
 Callback = Callable[[Event], Awaitable[None] | None]
 
@@ -430,8 +433,10 @@ class AMIClient:
                     timeout_s: float | None = None) -> Message | list[Message]:
         act = _action(fields)
         name = act["action"]
-        if as_list is None and name.lower() == "originate":
-            # panoramisk's list heuristics read act['async'] and raise KeyError without it.
+        if as_list is None and name.lower() in SINGLE_REPLY:
+            # panoramisk's list heuristics misread these: Originate's reads act['async'] and
+            # raises KeyError without it; QueueAdd's "Added interface to queue" is taken for
+            # the start of a list that never ends, so the action would time out.
             as_list = False
         proto = self._protocol
         if proto is None or proto.closed:

@@ -98,3 +98,23 @@ async def test_reconnects_after_asterisk_restart_and_events_resume(asterisk, ami
         assert header(await new_channel, "Channel").startswith(ECHO)
     finally:
         await _hang_up(ami, result.channel)
+
+
+async def test_queue_add_and_remove_answer_at_once(asterisk) -> None:
+    """panoramisk takes QueueAdd's reply for the start of a list; ours must not wait."""
+    client = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_username,
+                       asterisk.ami_secret)
+    await client.connect()
+    try:
+        member = "Local/echo@starpay-test"
+        added = await client.action({"Action": "QueueAdd", "Queue": "billing",
+                                     "Interface": member}, timeout_s=5)
+        assert added["Response"] == "Success"
+        summary = await client.queue_summary("billing")
+        assert summary[0].logged_in == 1
+        removed = await client.action({"Action": "QueueRemove", "Queue": "billing",
+                                       "Interface": member}, timeout_s=5)
+        assert removed["Response"] == "Success"
+        assert (await client.queue_summary("billing"))[0].logged_in == 0
+    finally:
+        await client.close()
