@@ -40,3 +40,5 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.setLevel(level.upper())
     # panoramisk logs every AMI event at DEBUG, including DTMF ones: keep it at INFO at most.
     logging.getLogger("panoramisk").setLevel(max(logging.INFO, root.level))
+    # Alembic announces every plugin it sets up at INFO: noise for `ivr db upgrade`.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
