@@ -30,8 +30,21 @@ class CallContextFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record, so a redirected or
+    replaced stderr (a test harness, a daemon wrapper) never leaves us on a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup(level: str = "INFO", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.addFilter(CallContextFilter())
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"))
