@@ -253,6 +253,7 @@ class Result:
     gc_runs: int = 0
     gc_total_ms: float = 0.0
     gc_longest_ms: float = 0.0
+    load_after: float = 0.0  # 1-minute load average when the run ended
     note: str = ""
 
     def pct(self, q: float) -> float:
@@ -445,6 +446,11 @@ def print_table(ours: list[Result], base: list[Result], n: int, k: int, think_ms
     verdict = "meets" if p99 < TARGET_P99_MS else "MISSES"
     print(f"starpay median p99 round trip {p99:.2f} ms {verdict} the {TARGET_P99_MS:.0f} ms "
           f"target (load average before: {LOAD_BEFORE}; after: {load_average()})")
+    busy = [r for r in (*ours, *base) if r.load_after > (os.cpu_count() or 1)]
+    if busy:
+        print(f"warning: {len(busy)} of {len(ours) + len(base)} runs ended with a load average "
+              f"above the {os.cpu_count()} CPUs: other work was competing for the cores, so "
+              "their latencies say more about the box than about the servers")
     for r in (*ours, *base):
         if r.note:
             print(f"note ({r.kind}): {r.note}")
@@ -515,6 +521,7 @@ def main() -> int:
             order.reverse()
         for kind, gc_mode, results in order:
             r = asyncio.run(load(kind, args.sessions, args.commands, args.think_ms, gc_mode))
+            r.load_after = os.getloadavg()[0]
             results.append(r)
             print(f"round {i + 1}/{args.rounds} {kind:>10}: p50 {r.pct(0.5):6.2f} ms  "
                   f"p99 {r.pct(0.99):6.2f} ms  CPU/cmd {r.cpu_per_command_us:4.0f} us  "
