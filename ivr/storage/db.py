@@ -7,11 +7,26 @@ Serialising writes to one account works the same way for callers on both databas
 * on SQLite, opens the transaction with ``BEGIN IMMEDIATE`` so another process writing the
   same file waits for us instead of failing later with "database is locked";
 * on PostgreSQL, takes ``SELECT ... FOR UPDATE`` on the account row.
+
+Waits for the database are bounded but generous, and recording a charge's outcome
+(``settle=True``) never queues behind ordinary work:
+
+* SQLite has one writer per file. Our writers take turns in-process (:class:`WriterQueue`,
+  one per file, settlements first) and write on a connection of their own, so a write never
+  waits behind readers for a pooled connection, and SQLite's busy handler (which sleeps up
+  to 100 ms between polls while the lock may sit free) only arbitrates between processes.
+* PostgreSQL settles on a small pool of its own, so a full main pool cannot stop a
+  gateway-approved charge from being recorded.
+
+A wait that runs out logs which wait it was and raises :class:`DatabaseBusy`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +36,7 @@ from typing import Any
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,6 +45,22 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ivr.storage.models import Account
+
+log = logging.getLogger(__name__)
+
+# How long an operation may wait for a connection (on SQLite writes: for its turn to write)
+# before it fails. Generous: under a burst of calls, waiting is better than failing.
+POOL_TIMEOUT_S = 60.0
+# The same for recording a charge's outcome. Past it the payment is left open for the
+# reconciler (ivr.services.payments), so the wait may be longer: the caller has paid.
+SETTLE_TIMEOUT_S = 120.0
+# SQLite readers: WAL readers run side by side, each on its own aiosqlite thread.
+SQLITE_READ_POOL: dict[str, int] = {"pool_size": 5, "max_overflow": 10}
+# SQLite writers take turns, so one connection is used at a time; the second is slack.
+SQLITE_WRITE_POOL: dict[str, int] = {"pool_size": 1, "max_overflow": 1}
+PG_POOL: dict[str, int] = {"pool_size": 10, "max_overflow": 20}
+PG_SETTLE_POOL: dict[str, int] = {"pool_size": 2, "max_overflow": 2}
+SETTLE, ORDINARY = 0, 1  # WriterQueue priorities
 
 
 class StorageError(RuntimeError):
@@ -41,6 +73,69 @@ class DatabaseUnavailable(StorageError):
 
 class DatabaseNotInitialised(StorageError):
     pass
+
+
+class DatabaseBusy(StorageError):
+    """No connection (or SQLite write turn) within the bounded wait: overloaded."""
+
+
+class WriterQueue:
+    """A lock whose waiters are served by priority (lower first), then in arrival order.
+
+    Not bound to an event loop (each waiter's future is made on the running loop), so one
+    queue per SQLite file can serve every Database on that file in the process."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @property
+    def locked(self) -> bool:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, priority: int = ORDINARY) -> None:
+        if not self._held and not self._waiters:
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (priority, next(self._seq), fut)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the turn was handed to us as we gave up: pass it on
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = heapq.heappop(self._waiters)[2]
+            if not fut.done():
+                fut.set_result(None)  # the turn passes straight to this waiter
+                return
+        self._held = False
+
+
+# One queue per SQLite file in this process (the reconciler runs its own Database).
+_WRITERS: weakref.WeakValueDictionary[str, WriterQueue] = weakref.WeakValueDictionary()
+
+
+def _writer_queue(path: Path | None) -> WriterQueue:
+    if path is None:
+        return WriterQueue()  # in-memory: private to its engine anyway
+    key = str(path.resolve())
+    queue = _WRITERS.get(key)
+    if queue is None:
+        queue = _WRITERS[key] = WriterQueue()
+    return queue
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -57,11 +152,17 @@ def make_engine(url: str, echo: bool = False, **kw: Any) -> AsyncEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"timeout": 30})
+        if path is None:  # in-memory: SQLAlchemy picks a pool without a size
+            for k in ("pool_size", "max_overflow", "pool_timeout"):
+                kw.pop(k, None)
+        else:
+            for k, v in SQLITE_READ_POOL.items():
+                kw.setdefault(k, v)
         engine = create_async_engine(url, echo=echo, **kw)
         _sqlite_events(engine)
         return engine
-    kw.setdefault("pool_size", 10)
-    kw.setdefault("max_overflow", 20)
+    for k, v in PG_POOL.items():
+        kw.setdefault(k, v)
     kw.setdefault("pool_pre_ping", True)
     return create_async_engine(url, echo=echo, **kw)
 
@@ -86,20 +187,48 @@ def _sqlite_events(engine: AsyncEngine) -> None:
 
 
 class Database:
-    """One engine, its session factory and the per-account write locks."""
+    """The engines, their session factories and the per-account write locks."""
 
-    def __init__(self, url: str, echo: bool = False, **engine_kw: Any) -> None:
+    def __init__(self, url: str, echo: bool = False, *, pool_timeout: float = POOL_TIMEOUT_S,
+                 settle_timeout: float = SETTLE_TIMEOUT_S, **engine_kw: Any) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo, **engine_kw)
+        self.pool_timeout = pool_timeout
+        self.settle_timeout = settle_timeout
+        self.engine = make_engine(url, echo=echo, pool_timeout=pool_timeout, **engine_kw)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        self._write_sessions = async_sessionmaker(immediate, expire_on_commit=False)
+        self._engines = [self.engine]
+        path = _sqlite_path(url)
+        writer = self.engine
+        settler = self.engine
+        if self.is_sqlite and path is not None:
+            writer = settler = make_engine(url, echo=echo, pool_timeout=settle_timeout,
+                                           **{**engine_kw, **SQLITE_WRITE_POOL})
+            self._engines.append(writer)
+        elif not self.is_sqlite:
+            settler = make_engine(url, echo=echo, pool_timeout=settle_timeout,
+                                  **{**engine_kw, **PG_SETTLE_POOL})
+            self._engines.append(settler)
+        # SQLite: all our writes take turns here; None on PostgreSQL (row locks suffice).
+        self.writers: WriterQueue | None = _writer_queue(path) if self.is_sqlite else None
+        immediate = {"sqlite_begin": "IMMEDIATE"}
+        self._write_sessions = async_sessionmaker(writer.execution_options(**immediate),
+                                                  expire_on_commit=False)
+        self._settle_sessions = async_sessionmaker(settler.execution_options(**immediate),
+                                                   expire_on_commit=False)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary())
 
+    @property
+    def settle_capacity(self) -> int:
+        """How many settling transactions can run at once (tests fill them all)."""
+        if self.writers is not None:
+            return 1
+        return PG_SETTLE_POOL["pool_size"] + PG_SETTLE_POOL["max_overflow"]
+
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for engine in self._engines:
+            await engine.dispose()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -108,22 +237,46 @@ class Database:
         On SQLite use it for reads and single inserts only: a transaction that reads and
         then writes must use write_session(), or a concurrent writer makes it fail at once
         with "database is locked" (SQLite cannot upgrade a WAL read snapshot)."""
-        async with self.sessions() as s, _explained(), s.begin():
+        async with self.sessions() as s, _explained("a connection", self.pool_timeout), \
+                s.begin():
             yield s
 
     @asynccontextmanager
-    async def write_session(self) -> AsyncIterator[AsyncSession]:
-        """Like session() but takes SQLite's write lock at BEGIN (no-op on PostgreSQL)."""
-        async with self._write_sessions() as s, _explained(), s.begin():
-            yield s
+    async def write_session(self, *, settle: bool = False) -> AsyncIterator[AsyncSession]:
+        """Like session() but takes SQLite's write lock at BEGIN (no-op on PostgreSQL).
+
+        ``settle``: recording a gateway's answer. It goes before other writers and waits
+        up to settle_timeout instead of pool_timeout."""
+        wait = self.settle_timeout if settle else self.pool_timeout
+        what = "a connection to record a payment outcome" if settle else "a connection"
+        maker = self._settle_sessions if settle else self._write_sessions
+        if self.writers is None:
+            async with maker() as s, _explained(what, wait), s.begin():
+                yield s
+            return
+        try:
+            async with asyncio.timeout(wait):
+                await self.writers.acquire(SETTLE if settle else ORDINARY)
+        except TimeoutError:
+            log.error("database busy: no turn to write after %.0f s (%d writers waiting); "
+                      "the service is overloaded", wait, self.writers.waiting)
+            raise DatabaseBusy(f"no turn to write to the database within {wait:.0f} s; "
+                               "the service is overloaded, retry later") from None
+        try:
+            # The session (and its connection) is closed before the turn passes on.
+            async with maker() as s, _explained(what, wait), s.begin():
+                yield s
+        finally:
+            self.writers.release()
 
     @asynccontextmanager
-    async def account_tx(self, account_id: int) -> AsyncIterator[tuple[AsyncSession, Account]]:
+    async def account_tx(self, account_id: int, *, settle: bool = False
+                         ) -> AsyncIterator[tuple[AsyncSession, Account]]:
         """A write transaction holding the account row; concurrent writers to it wait."""
         lock = self._locks.get(account_id)
         if lock is None:
             lock = self._locks[account_id] = asyncio.Lock()
-        async with lock, self.write_session() as s:
+        async with lock, self.write_session(settle=settle) as s:
             account = (await s.execute(
                 select(Account).where(Account.id == account_id).with_for_update()
             )).scalar_one_or_none()
@@ -163,10 +316,16 @@ def describe_failure(url: str, exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def _explained() -> AsyncIterator[None]:
+async def _explained(what: str = "a connection", wait: float = POOL_TIMEOUT_S
+                     ) -> AsyncIterator[None]:
     """Turn connection failures into StorageError so commands print advice, not tracebacks."""
     try:
         yield
+    except PoolTimeout as exc:
+        log.error("database busy: waited %.0f s for %s in vain; the service is overloaded",
+                  wait, what)
+        raise DatabaseBusy(f"no database connection within {wait:.0f} s; the service is "
+                           "overloaded, retry later") from exc
     except (OSError, ConnectionError) as exc:
         raise DatabaseUnavailable(f"the database went away: {exc}; check it is running "
                                   "and retry") from exc
