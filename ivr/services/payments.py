@@ -11,6 +11,11 @@ The order of events is what makes a charge happen at most once and never get los
 If step 2 times out the payment is left ``unknown``; if the process dies between 2 and 3 it is
 left ``pending``. Either way :mod:`ivr.services.reconcile` asks the gateway by key later. A
 repeat with the same key returns the payment already made; the gateway is not called again.
+
+Step 3 runs on the database's settling path (its own connection, ahead of other writers,
+a longer bounded wait; see ivr.storage.db). If even that wait runs out, the payment stays
+open for the reconciler and the caller is told it is being checked: a busy database must
+never turn a charge the gateway approved into a failure the caller hears.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +43,7 @@ from ivr.gateways.base import (
 )
 from ivr.services.accounts import default_card, local_today
 from ivr.storage import audit
-from ivr.storage.db import Database
+from ivr.storage.db import Database, DatabaseBusy
 from ivr.storage.models import Account, Payment, Statement
 
 log = logging.getLogger(__name__)
@@ -99,6 +105,8 @@ class Rejected:
 
 
 ChargeOutcome = Approved | Declined | Pending | Rejected
+# Extra writes to commit atomically with a new pending payment: (session, payment id).
+PendingHook = Callable[[AsyncSession, int], Awaitable[None]]
 
 
 def confirmation_number(payment_id: int) -> str:
@@ -165,20 +173,24 @@ class PaymentService:
 
     async def charge(self, account_id: int, amount_minor: int, channel: str,
                      idempotency_key: str, source_id: str | None,
-                     actor: str | None = None) -> ChargeOutcome:
-        """Charge the account's default card once for this key; see the module docstring."""
+                     actor: str | None = None, *,
+                     on_pending: PendingHook | None = None) -> ChargeOutcome:
+        """Charge the account's default card once for this key; see the module docstring.
+
+        ``on_pending`` runs inside the transaction that commits the pending payment (the
+        call flow stores its call record there, so a crash mid-charge leaves one)."""
         actor = actor or channel
         if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) \
                 or amount_minor <= 0:
             return Rejected("not_positive", REJECT_WORDS["not_positive"])
         if not idempotency_key or len(idempotency_key) > 255:
             raise ValueError("idempotency_key must be 1-255 characters")
-        existing = await self._by_key(idempotency_key)
-        if existing is not None:
-            return self._replay(existing, account_id, amount_minor)
+        # No look-up by key before this: the locked transaction checks the key first thing
+        # (a repeat is rare; one transaction fewer for every first attempt).
         try:
             created = await self._create_pending(account_id, amount_minor, channel,
-                                                 idempotency_key, source_id, actor)
+                                                 idempotency_key, source_id, actor,
+                                                 on_pending)
         except IntegrityError:
             # Another process inserted the same key between our check and our insert.
             existing = await self._by_key(idempotency_key)
@@ -202,13 +214,21 @@ class PaymentService:
         return outcome_of(p)
 
     async def _create_pending(self, account_id: int, amount: int, channel: str, key: str,
-                              source_id: str | None, actor: str
+                              source_id: str | None, actor: str,
+                              on_pending: PendingHook | None = None
                               ) -> tuple[Payment, str, str | None] | ChargeOutcome:
         try:
             async with self.db.account_tx(account_id) as (s, acct):
-                return await self._validate_and_insert(s, acct, amount, channel, key,
-                                                       source_id, actor)
+                created = await self._validate_and_insert(s, acct, amount, channel, key,
+                                                          source_id, actor)
+                if on_pending is not None and isinstance(created, tuple):
+                    await on_pending(s, created[0].id)
+                return created
         except LookupError:
+            # No such account; but a repeat of a key used on another account is a conflict.
+            existing = await self._by_key(key)
+            if existing is not None:
+                return self._replay(existing, account_id, amount)
             return Rejected("no_account", REJECT_WORDS["no_account"])
 
     async def _validate_and_insert(self, s: AsyncSession, acct: Account, amount: int,
@@ -227,20 +247,20 @@ class PaymentService:
         elif card.expired(local_today(acct.time_zone)):
             reason = "card_expired"
         else:
-            outstanding = (await s.execute(
-                select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-                    Payment.account_id == acct.id, Payment.state.in_(OPEN_STATES)))).scalar()
+            # Both limits in one statement: open payments against the balance, and today's
+            # approved-or-open payments against the daily limit.
+            since = _local_midnight_utc(acct.time_zone)
+            open_ = Payment.state.in_(OPEN_STATES)
+            today = Payment.state.in_(("approved", *OPEN_STATES)) & (
+                Payment.created_at >= since)
+            outstanding, today_total = (await s.execute(select(
+                func.coalesce(func.sum(case((open_, Payment.amount_minor), else_=0)), 0),
+                func.coalesce(func.sum(case((today, Payment.amount_minor), else_=0)), 0),
+            ).where(Payment.account_id == acct.id, open_ | today))).one()
             if not self.allow_overpay and amount > acct.balance_minor - int(outstanding):
                 reason = "over_balance"
-            else:
-                since = _local_midnight_utc(acct.time_zone)
-                today_total = (await s.execute(
-                    select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-                        Payment.account_id == acct.id,
-                        Payment.state.in_(("approved", *OPEN_STATES)),
-                        Payment.created_at >= since))).scalar()
-                if int(today_total) + amount > self.daily_limit_minor:
-                    reason = "over_daily_limit"
+            elif int(today_total) + amount > self.daily_limit_minor:
+                reason = "over_daily_limit"
         if reason is not None:
             audit.record(s, actor, "payment.rejected", subject, reason=reason, amount=amount,
                          key=key)
@@ -263,15 +283,16 @@ class PaymentService:
                 {"payment_id": str(p.id), "account_id": str(p.account_id)}, customer=customer)
         except OutcomeUnknown as exc:
             log.warning("payment %s: outcome unknown (%s); left for the reconciler", p.id, exc)
-            return outcome_of(await mark_unknown(self.db, p.id, exc.reference, actor))
+            return await _settle(p, mark_unknown(self.db, p.id, exc.reference, actor))
         except ChargeFailed as exc:
-            return outcome_of(await mark_failed(self.db, p.id, exc.code, str(exc), actor))
+            return await _settle(p, mark_failed(self.db, p.id, exc.code, str(exc), actor))
         except Exception as exc:  # anything else: we cannot know whether money moved
             log.exception("payment %s: gateway error; left for the reconciler", p.id)
-            return outcome_of(await mark_unknown(self.db, p.id, None, actor, str(exc)))
+            return await _settle(p, mark_unknown(self.db, p.id, None, actor, str(exc)))
         if pause := os.environ.get(PAUSE_ENV):
             await asyncio.sleep(float(pause))
-        return outcome_of(await apply_result(self.db, p.id, result, actor))
+        return await _settle(p, apply_result(self.db, p.id, result, actor,
+                                             account_id=p.account_id))
 
     async def refund(self, payment_id: int, actor: str = "agent") -> PaymentView:
         """Refund an approved payment in full and put the amount back on the balance."""
@@ -307,6 +328,20 @@ class PaymentService:
             return [_view(p, num) for p, num in rows]
 
 
+async def _settle(p: Payment, recording: Awaitable[Payment]) -> ChargeOutcome:
+    """The outcome once recorded; Pending if the database stayed too busy to record it.
+
+    The payment is then still pending in the database (committed before the gateway call),
+    so the reconciler settles it from the gateway's ledger once min_age has passed."""
+    try:
+        return outcome_of(await recording)
+    except DatabaseBusy:
+        log.error("payment %s: the gateway answered but the database was too busy to record "
+                  "it; left pending for the reconciler (the caller hears it is being checked)",
+                  p.id)
+        return Pending(p.id, p.amount_minor, p.currency)
+
+
 def _view(p: Payment, account_number: str) -> PaymentView:
     return PaymentView(p.id, p.account_id, account_number, p.amount_minor, p.currency,
                        p.state, p.channel, p.source_id, p.idempotency_key,
@@ -331,13 +366,18 @@ async def _account_of(db: Database, payment_id: int) -> int:
 
 
 async def apply_result(db: Database, payment_id: int, result: ChargeResult,
-                       actor: str) -> Payment:
+                       actor: str, *, account_id: int | None = None) -> Payment:
     """Record the gateway's answer and move the balance in one transaction. A payment that
-    is no longer pending/unknown is left alone (someone else settled it first)."""
-    account_id = await _account_of(db, payment_id)
-    async with db.account_tx(account_id) as (s, acct):
+    is no longer pending/unknown is left alone (someone else settled it first).
+
+    ``account_id``: the payment's account when the caller knows it (saves a read)."""
+    if account_id is None:
+        account_id = await _account_of(db, payment_id)
+    async with db.account_tx(account_id, settle=True) as (s, acct):
         p = (await s.execute(select(Payment).where(Payment.id == payment_id)
                              .with_for_update())).scalar_one()
+        if p.account_id != account_id:
+            raise ValueError(f"payment {payment_id} is not on account {account_id}")
         if p.state not in OPEN_STATES:
             return p
         p.processor_reference = result.reference or p.processor_reference
@@ -361,14 +401,15 @@ async def apply_result(db: Database, payment_id: int, result: ChargeResult,
 
 
 async def _close_statements(s: AsyncSession, account_id: int) -> None:
-    for st in (await s.execute(select(Statement).where(
-            Statement.account_id == account_id, Statement.status == "open"))).scalars():
-        st.status = "paid"
+    await s.execute(update(Statement).where(
+        Statement.account_id == account_id, Statement.status == "open"
+    ).values(status="paid").execution_options(synchronize_session=False))
 
 
 async def mark_unknown(db: Database, payment_id: int, reference: str | None, actor: str,
                        note: str | None = None) -> Payment:
-    async with db.write_session() as s:  # SQLite: a read-then-write must BEGIN IMMEDIATE
+    # Settling path; on SQLite a read-then-write must BEGIN IMMEDIATE anyway.
+    async with db.write_session(settle=True) as s:
         p = (await s.execute(select(Payment).where(Payment.id == payment_id)
                              .with_for_update())).scalar_one()
         if p.state == "pending":
@@ -381,7 +422,8 @@ async def mark_unknown(db: Database, payment_id: int, reference: str | None, act
 async def mark_failed(db: Database, payment_id: int, code: str, message: str,
                       actor: str) -> Payment:
     """Definitely not charged (the processor refused or never saw it); balance unchanged."""
-    async with db.write_session() as s:  # SQLite: a read-then-write must BEGIN IMMEDIATE
+    # Settling path; on SQLite a read-then-write must BEGIN IMMEDIATE anyway.
+    async with db.write_session(settle=True) as s:
         p = (await s.execute(select(Payment).where(Payment.id == payment_id)
                              .with_for_update())).scalar_one()
         if p.state in OPEN_STATES:
