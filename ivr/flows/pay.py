@@ -5,10 +5,11 @@
     any "0", too many bad entries, no card, a locked account → agent (queue, or hours with
     callback / voicemail)
 
-Every call gets a call record, opened first and closed in ``finally`` (shielded), with the
-path through the menu and how it ended. A hang-up anywhere just ends the call: nothing is
-charged without the caller's 1 on the confirmation, and a charge already started completes
-and is recorded (see payment.charge).
+Every call gets a call record, written in ``finally`` (shielded), with the path through the
+menu and how it ended; a call that reaches a charge writes it already with the pending
+payment (see services.calls for what a crash can lose). A hang-up anywhere just ends the
+call: nothing is charged without the caller's 1 on the confirmation, and a charge already
+started completes and is recorded (see payment.charge).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ def new_call(session: CallSession, ctx: FlowContext) -> Call:
 async def pay(session: CallSession, ctx: FlowContext) -> None:
     call = new_call(session, ctx)
     try:
-        await ctx.calls.open(call.facts)
         await run(call)
     except AGIHangup:
         call.note("hangup")

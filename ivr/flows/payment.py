@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from ivr.flows.context import Call, Receipt
 from ivr.flows.prompter import WantsAgent
 from ivr.prompts import speech
@@ -76,8 +78,15 @@ async def pay(call: Call, account: AccountView, amount: int) -> bool:
 async def charge(call: Call, account: AccountView, amount: int) -> ChargeOutcome:
     call.charge_attempts += 1
     key = f"ivr:{call.session.uniqueid}:{call.charge_attempts}"
+    call.facts.account_id = account.id
+
+    async def record_call(s: AsyncSession, payment_id: int) -> None:
+        # Committed with the pending payment: a crash from here on still leaves the record.
+        await call.ctx.calls.stage(s, call.facts, payment_id)
+
     task = asyncio.ensure_future(call.ctx.payments.charge(
-        account.id, amount, "ivr", key, source_id=call.session.uniqueid))
+        account.id, amount, "ivr", key, source_id=call.session.uniqueid,
+        on_pending=record_call))
     try:
         outcome = await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -1,20 +1,42 @@
-"""The call record: one row per call, opened when the call starts and closed when it ends.
+"""The call record: one row per call, written when the call ends.
 
-Opening early means a call that dies with the process still leaves a trace (no end time);
-closing is done from the flow's ``finally`` and shielded, so a hang-up cannot lose it.
+Nothing is written when a call starts: most calls never touch money, and a write per call
+start was a whole transaction (an fsync behind SQLite's single writer) for a row that the
+end of the call rewrites anyway. What a crash may lose is therefore bounded by design:
+
+* a call that reaches a charge gets its record in the same transaction as the pending
+  payment (:meth:`CallLog.stage`, via PaymentService.charge's ``on_pending``), so a process
+  that dies mid-payment still leaves the record (no end time, the path so far, the
+  payment id) beside the payment the reconciler will settle;
+* a call that dies before any charge leaves no record (nothing happened to money; the
+  Asterisk CDR still has the call).
+
+Closing is done from the flow's ``finally`` and shielded, so a hang-up cannot lose it.
+Closes that arrive while a write is in progress are committed together in the next
+transaction (group commit): each caller still waits until its own record is durable, but
+a burst of calls ending together costs one commit, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from ivr.storage.calls import CallRecord
 from ivr.storage.db import Database
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
+# Rows per closing transaction: bounds one transaction's time holding the write lock.
+MAX_BATCH = 200
 
 
 @dataclass
@@ -35,44 +57,97 @@ class CallFacts:
     record_id: int | None = None
 
 
+def _values(facts: CallFacts) -> dict[str, Any]:
+    return {"uniqueid": facts.uniqueid, "ani": facts.ani, "attestation": facts.attestation,
+            "language": facts.language, "verified_how": facts.verified_how,
+            "account_id": facts.account_id, "path": list(facts.path),
+            "outcome": facts.outcome, "payment_id": facts.payment_id,
+            "details": dict(facts.details), "started_at": facts.started_at}
+
+
 class CallLog:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self._queue: list[tuple[CallFacts, dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
-    async def open(self, facts: CallFacts) -> None:
-        async with self.db.write_session() as s:
-            row = CallRecord(uniqueid=facts.uniqueid, ani=facts.ani,
-                             attestation=facts.attestation, language=facts.language,
-                             verified_how=facts.verified_how, path=[], details={},
-                             started_at=facts.started_at)
-            s.add(row)
-            await s.flush()
-            facts.record_id = row.id
+    async def stage(self, s: AsyncSession, facts: CallFacts, payment_id: int) -> None:
+        """Write the record so far inside the caller's transaction (the pending payment's),
+        so it commits, or not, with the payment."""
+        values = _values(facts) | {"payment_id": payment_id}
+        if facts.record_id is not None:
+            res = await s.execute(update(CallRecord).where(CallRecord.id == facts.record_id)
+                                  .values(values))
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return
+        facts.record_id = (await s.execute(insert(CallRecord).values(values)
+                                           .returning(CallRecord.id))).scalar_one()
 
     async def close(self, facts: CallFacts) -> None:
+        """Write the finished record; returns once it is committed."""
         ended = self.clock()
+        start = facts.started_at if facts.started_at.tzinfo else facts.started_at.replace(
+            tzinfo=UTC)
+        values = _values(facts) | {
+            "ended_at": ended, "duration_s": max(0, int((ended - start).total_seconds()))}
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((facts, values, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        await done
+
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError as exc:  # loop shutting down: nobody may hang
+                _finish(batch + self._queue, exc)
+                self._queue = []
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    _finish(batch, exc)
+                    continue
+                # One bad row must not lose the others: write them one by one.
+                for item in batch:
+                    try:
+                        await self._write([item])
+                    except Exception as one:
+                        _finish([item], one)
+
+    async def _write(self, batch: list[tuple[CallFacts, dict[str, Any],
+                                             asyncio.Future[None]]]) -> None:
         async with self.db.write_session() as s:
-            row = await s.get(CallRecord, facts.record_id) if facts.record_id else None
-            if row is None:
-                row = CallRecord(uniqueid=facts.uniqueid, started_at=facts.started_at)
-                s.add(row)
-            row.ani = facts.ani
-            row.attestation = facts.attestation
-            row.language = facts.language
-            row.verified_how = facts.verified_how
-            row.account_id = facts.account_id
-            row.path = list(facts.path)
-            row.outcome = facts.outcome
-            row.payment_id = facts.payment_id
-            row.details = dict(facts.details)
-            row.ended_at = ended
-            start = facts.started_at if facts.started_at.tzinfo else facts.started_at.replace(
-                tzinfo=UTC)
-            row.duration_s = max(0, int((ended - start).total_seconds()))
-            await s.flush()
-            facts.record_id = row.id
+            for facts, values, _ in batch:
+                if facts.record_id is not None:
+                    res = await s.execute(update(CallRecord)
+                                          .where(CallRecord.id == facts.record_id)
+                                          .values(values))
+                    if res.rowcount == 1:  # type: ignore[attr-defined]
+                        continue
+                facts.record_id = None
+            new = [(f, v) for f, v, _ in batch if f.record_id is None]
+            if new:
+                ids = (await s.execute(
+                    insert(CallRecord).returning(CallRecord.id, sort_by_parameter_order=True),
+                    [v for _, v in new])).scalars().all()
+                for (f, _), rid in zip(new, ids, strict=True):
+                    f.record_id = rid
+        _finish(batch, None)
 
     async def get(self, record_id: int) -> CallRecord | None:
         async with self.db.session() as s:
             return await s.get(CallRecord, record_id)
+
+
+def _finish(batch: list[tuple[CallFacts, dict[str, Any], asyncio.Future[None]]],
+            exc: BaseException | None) -> None:
+    for _, _, done in batch:
+        if done.done():
+            continue
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
