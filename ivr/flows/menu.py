@@ -19,9 +19,15 @@ GOODBYE_PROMPT = "goodbye"
 async def main_menu(call: Call) -> None:
     """Runs until the call is done; raises WantsAgent/TooManyTries/GoBack."""
     assert call.account is not None
+    # The first time round, the view read moments ago by identification is spoken as is;
+    # after anything that may have moved the balance (a repeat, a decline, a cancel, going
+    # back) it is read again. The charge re-checks balance and card in its own transaction.
+    fresh = True
     while True:
-        account = await call.ctx.accounts.get(call.account.id) or call.account
-        call.account = account
+        if not fresh:
+            call.account = await call.ctx.accounts.get(call.account.id) or call.account
+        fresh = False
+        account = call.account
         said = balance_step.balance_prompts(account, call.lang)
         if not balance_step.has_balance(account) and not call.ctx.allow_overpay:
             call.note("zero-balance")
