@@ -129,9 +129,10 @@ def _copy(template: Path, folder: Path) -> Path:
 
 @asynccontextmanager
 async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int = 3,
-                     allow_overpay: bool = False) -> AsyncIterator[World]:
+                     allow_overpay: bool = False, db_kw: dict[str, Any] | None = None
+                     ) -> AsyncIterator[World]:
     path = _copy(await _template(), tmp_path)
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    db = Database(f"sqlite+aiosqlite:///{path}", **(db_kw or {}))
     gateway = SandboxGateway(tmp_path / "sandbox.db")
     holder: list[World] = []
 
