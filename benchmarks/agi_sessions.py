@@ -28,8 +28,8 @@ Our server's process applies the GC tuning `ivr serve` applies (ivr.agi.server.t
 gc.freeze() after start-up and a raised young-generation threshold), since the numbers
 should say how the product runs; ``--gc default`` measures it with CPython's defaults and
 ``--gc off`` with the collector disabled, for comparison. The baseline keeps CPython's
-defaults unless ``--baseline-gc serve``. The load process (not under test) freezes its
-start-up objects and raises its own threshold so its collections add less noise to both.
+defaults unless ``--baseline-gc serve``. The load process (not under test) gets the same
+tuning, so its own collections add less noise to both.
 
 Baseline: panoramisk 1.4's FastAGI server (panoramisk.fast_agi), if it works on this
 Python; otherwise a one-thread-per-call blocking socket server (``--baseline threads``).
@@ -469,10 +469,9 @@ def load_average() -> str:
 
 
 def quiet_load_gc() -> None:
-    """The load process is not under test: keep its own collections out of the timings."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
+    """The load process is not under test: the tuning that keeps our server's collections
+    few and short does the same for its own, so they add less noise to either server."""
+    tune_gc()
 
 
 def main() -> int:
