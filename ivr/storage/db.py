@@ -334,4 +334,9 @@ async def _explained(what: str = "a connection", wait: float = POOL_TIMEOUT_S
         if "no such table" in msg or "does not exist" in msg:
             raise DatabaseNotInitialised(
                 "database not initialised: run `ivr db upgrade`") from exc
+        if "database is locked" in msg:  # another process kept SQLite's write lock too long
+            log.error("database busy: the SQLite file stayed locked by another process "
+                      "past busy_timeout")
+            raise DatabaseBusy("the database file stayed locked by another process; "
+                               "retry later") from exc
         raise
