@@ -308,14 +308,8 @@ async def load(kind: str, n: int, k: int, think_ms: float, gc_mode: str) -> Resu
                 if held == n:
                     all_in.set()
                 await go.wait()
-                while cmd is not None:
-                    if think_ms:
-                        await asyncio.sleep(rng.uniform(0, 2 * think_ms) / 1000)
-                    await fake.reply(await fake.answer(cmd))
-                    sent = time.perf_counter()
-                    cmd = await fake.read_command()
-                    if cmd is not None:
-                        res.rtts.append(time.perf_counter() - sent)
+                await fake.answer_all(cmd, rtts=res.rtts, pause=(
+                    (lambda: rng.uniform(0, 2 * think_ms) / 1000) if think_ms else None))
                 if len(fake.transcript) == k + 1:
                     res.completed += 1
                 else:

@@ -50,7 +50,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -346,14 +345,8 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
                 if held == n:
                     all_in.set()
                 await all_in.wait()
-                while cmd is not None:
-                    if think_ms:
-                        await asyncio.sleep(rng.uniform(0, 2 * think_ms) / 1000)
-                    await fake.reply(await fake.answer(cmd))
-                    sent = time.perf_counter()
-                    cmd = await fake.read_command()
-                    if cmd is not None:
-                        res.rtts.append(time.perf_counter() - sent)
+                await fake.answer_all(cmd, rtts=res.rtts, pause=(
+                    (lambda: rng.uniform(0, 2 * think_ms) / 1000) if think_ms else None))
                 ok = "starpay/approved" in fake.streamed and fake.verbs()[-1] == "HANGUP"
                 res.completed += ok
                 res.errors += not ok
@@ -462,41 +455,18 @@ def print_profile(path: Path, top: int = 25) -> None:
 
 # -- target: a real Asterisk --------------------------------------------------------------
 
-class BenchCall(AsteriskCall):
-    """AsteriskCall routed by a Line: uniqueids carry the line's prefix (its AMI filter)
-    and events arrive through one router per line, not one callback per call per event
-    (which is quadratic in live calls)."""
-
-    def set_prefix(self, prefix: str) -> None:
-        tag = uuid.uuid4().hex[:12]
-        self.caller_uid, self.service_uid = f"{prefix}{tag}-1", f"{prefix}{tag}-2"
-
-    async def start(self, timeout_ms: int = 60000) -> None:
-        variables = dict(self.variables)
-        if self.attest:
-            variables["__STARPAY_ATTEST"] = self.attest
-        self._started = time.monotonic()
-        result = await self.ami.originate(
-            f"Local/{self.exten}@{self.context}", context=self.caller_context, exten="s",
-            priority=1, caller_id=f'"QA" <{self.caller_id}>', variables=variables,
-            timeout_ms=timeout_ms,
-            extra={"ChannelId": self.caller_uid, "OtherChannelId": self.service_uid})
-        if result.response != "Success":
-            raise RuntimeError(f"originate failed: {result.reason_text}")
-
-
 class Line:
     """One AMI connection (the QA user) and the calls it drives."""
 
     def __init__(self, ami: Any, prefix: str) -> None:
         self.ami, self.prefix = ami, prefix
-        self.calls: dict[str, BenchCall] = {}
+        self.calls: dict[str, AsteriskCall] = {}
         for name in ("Newchannel", "AGIExecStart", "AGIExecEnd", "Hangup"):
             ami.on(name, self.route)
 
     def route(self, event: dict[str, Any]) -> Any:
         call = self.calls.get(event.get("Uniqueid", ""))
-        return call._on_event(event) if call else None
+        return call.on_event(event) if call else None
 
     async def filter(self) -> bool:
         # Asterisk sends every session every event; each line only wants its own calls.
@@ -548,15 +518,15 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
         async def one(i: int) -> None:
             nonlocal live
             line = lines[i % len(lines)]
-            call = BenchCall(line.ami, caller_id=phone(i), attest="A")
-            call.set_prefix(line.prefix)
+            call = AsteriskCall(line.ami, caller_id=phone(i), attest="A",
+                                uid_prefix=line.prefix, subscribe=False)
             line.calls[call.caller_uid] = line.calls[call.service_uid] = call
             await asyncio.sleep(i / launch_rate)
             t0 = time.monotonic()
             counted = False
             try:
                 async with asyncio.timeout(timeout):
-                    await call.start()
+                    await call.start(timeout_ms=60000)
                     live, counted = live + 1, True
                     res.peak_live = max(res.peak_live, live)
                     for prompt, key in KEYS.items():

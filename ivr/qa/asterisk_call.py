@@ -50,11 +50,16 @@ class AsteriskCall:
     attest: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     heard: list[HeardCommand] = field(default_factory=list)
+    # Prefix of the uniqueids we choose; a driver with many calls filters AMI on it.
+    uid_prefix: str = "qa-"
+    # False when the driver routes events to on_event itself (one subscription per AMI
+    # connection instead of one per call per event, which is quadratic in live calls).
+    subscribe: bool = True
 
     def __post_init__(self) -> None:
         tag = uuid.uuid4().hex[:12]
-        self.caller_uid = f"qa-{tag}-1"  # the ;1 half: the caller's phone
-        self.service_uid = f"qa-{tag}-2"  # the ;2 half: runs the dialplan and the AGI
+        self.caller_uid = f"{self.uid_prefix}{tag}-1"  # the ;1 half: the caller's phone
+        self.service_uid = f"{self.uid_prefix}{tag}-2"  # the ;2 half: dialplan and AGI
         self.caller_channel: str | None = None
         self.ended = asyncio.Event()
         self.hangup_cause: str | None = None
@@ -64,7 +69,7 @@ class AsteriskCall:
         self._callbacks: list[tuple[str, Any]] = []
 
     # ---- events ------------------------------------------------------------------------
-    async def _on_event(self, event: Any) -> None:
+    async def on_event(self, event: Any) -> None:
         get = event.get
         name = get("Event")
         uid = get("Uniqueid")
@@ -85,9 +90,10 @@ class AsteriskCall:
 
     # ---- driving -----------------------------------------------------------------------
     async def start(self, timeout_ms: int = 15000) -> None:
-        for name in ("Newchannel", "AGIExecStart", "AGIExecEnd", "Hangup"):
-            self.ami.on(name, self._on_event)
-            self._callbacks.append((name, self._on_event))
+        if self.subscribe:
+            for name in ("Newchannel", "AGIExecStart", "AGIExecEnd", "Hangup"):
+                self.ami.on(name, self.on_event)
+                self._callbacks.append((name, self.on_event))
         variables = dict(self.variables)
         if self.attest:
             variables["__STARPAY_ATTEST"] = self.attest

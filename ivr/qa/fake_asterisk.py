@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -219,6 +220,21 @@ class FakeAsterisk:
                 await self.reply(await self.answer(cmd))
         await self.close()
         return self.transcript
+
+    async def answer_all(self, cmd: Command | None, *, rtts: list[float],
+                         pause: Callable[[], float] | None = None) -> None:
+        """Answer ``cmd`` and every command after it until the server closes, sleeping
+        ``pause()`` seconds before each reply (a caller's think time) and appending to
+        ``rtts`` each round trip from our reply to the server's next command (what a load
+        test measures as server overhead)."""
+        while cmd is not None:
+            if pause is not None:
+                await asyncio.sleep(pause())
+            await self.reply(await self.answer(cmd))
+            sent = time.perf_counter()
+            cmd = await self.read_command()
+            if cmd is not None:
+                rtts.append(time.perf_counter() - sent)
 
     async def answer(self, cmd: Command) -> str:
         """The reply text for ``cmd`` (may also send the out-of-band HANGUP first)."""
