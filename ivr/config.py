@@ -67,6 +67,9 @@ class PaymentsConfig:
     allow_overpay: bool = False
     daily_limit_minor: int = 500_000  # per account per day, minor units
     reconcile_interval: float = 60.0
+    # A `pending` payment younger than this may still be in a live gateway call: leave it.
+    # Must exceed the longest gateway call (the Stripe client's timeout and retries).
+    reconcile_min_age: float = 300.0
     stripe_api_key: str = ""
     stripe_api_base: str = ""  # empty: Stripe's own API
     # The sandbox processor's own ledger (kept apart from our database, like a real one).
@@ -151,6 +154,9 @@ class Config:
         if self.payments.gateway == "stripe" and not self.payments.stripe_api_key:
             out.append("payments.gateway is stripe but payments.stripe_api_key is empty; "
                        "set STARPAY_PAYMENTS_STRIPE_API_KEY")
+        if self.payments.reconcile_min_age < 60:
+            out.append("payments.reconcile_min_age must be at least 60 seconds (longer than "
+                       "any gateway call), or the reconciler could race a live charge")
         if self.payments.daily_limit_minor <= 0:
             out.append("payments.daily_limit_minor must be positive (minor units, e.g. cents)")
         if self.payments.gateway == "sandbox" and not self.payments.sandbox_path:

@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=list_cmd)
     rc = psub.add_parser("reconcile", help="ask the gateway about pending/unknown payments "
                          "and settle them (safe to run any time, any number of times)")
-    rc.add_argument("--min-age", type=float, default=300.0, metavar="SECONDS",
+    rc.add_argument("--min-age", type=float, default=None, metavar="SECONDS",
                     help="leave pending payments younger than this alone (a live call may "
-                         "still be waiting for the gateway); default 300")
+                         "still be waiting for the gateway); default payments.reconcile_min_age")
     rc.set_defaults(func=reconcile_cmd)
 
 
@@ -53,10 +53,11 @@ def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def reconcile_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    min_age = cfg.payments.reconcile_min_age if args.min_age is None else args.min_age
     async def body(db: Database) -> ReconcileReport:
         gateway = from_config(cfg.payments)
         try:
-            return await reconcile_once(db, gateway, min_age=timedelta(seconds=args.min_age),
+            return await reconcile_once(db, gateway, min_age=timedelta(seconds=min_age),
                                         actor="cli")
         finally:
             await gateway.close()

@@ -157,8 +157,9 @@ async def reconciler_service(cfg: Config) -> AsyncIterator[None]:
     db = Database(cfg.database.url)
     gateway = gateway_from_config(cfg.payments)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_reconciler(db, gateway, cfg.payments.reconcile_interval,
-                                              stop))
+    task = asyncio.create_task(run_reconciler(
+        db, gateway, cfg.payments.reconcile_interval, stop,
+        min_age=timedelta(seconds=cfg.payments.reconcile_min_age)))
     try:
         yield
     finally:
