@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from ivr.config import Config
 from ivr.storage.calls import Callback
@@ -33,6 +33,8 @@ Clock = Callable[[], datetime]
 Originate = Callable[["CallbackInfo"], Awaitable[bool | None]]
 # is_open(at): whether agents are there to take the call being placed.
 IsOpen = Callable[[datetime], bool]
+# A claim older than this belonged to a worker that died mid-attempt (Originate waits 45 s).
+STALE_CLAIM = timedelta(minutes=10)
 
 
 def _utcnow() -> datetime:
@@ -93,19 +95,27 @@ class CallbackStore:
                                     .order_by(Callback.due_at))).scalars().all()
             return [CallbackInfo.of(r) for r in rows]
 
-    async def claim_due(self, now: datetime, limit: int = 10) -> list[CallbackInfo]:
-        """Mark up to ``limit`` due callbacks as being placed and return them."""
+    async def claim_due(self, now: datetime, limit: int = 10,
+                        stale_after: timedelta = STALE_CLAIM) -> list[CallbackInfo]:
+        """Mark up to ``limit`` due callbacks as being placed and return them.
+
+        A callback still ``placing`` long after its claim (``stale_after``, far beyond the
+        Originate timeout) belonged to a worker that died mid-attempt: it is claimed again
+        rather than lost. The claim time is ``now``, so tests' clocks stay consistent."""
+        now = now.astimezone(UTC)
+        cutoff = now - stale_after
+        claimable = or_(and_(Callback.status == "pending", Callback.due_at <= now),
+                        and_(Callback.status == "placing", Callback.updated_at <= cutoff))
         claimed: list[CallbackInfo] = []
         async with self.db.write_session() as s:
             ids = (await s.execute(
-                select(Callback.id).where(Callback.status == "pending",
-                                          Callback.due_at <= now.astimezone(UTC))
+                select(Callback.id).where(claimable)
                 .order_by(Callback.due_at).limit(limit))).scalars().all()
             for cid in ids:
                 res = await s.execute(
-                    update(Callback).where(Callback.id == cid, Callback.status == "pending")
+                    update(Callback).where(Callback.id == cid, claimable)
                     .values(status="placing", attempts=Callback.attempts + 1,
-                            updated_at=_utcnow()))
+                            updated_at=now))
                 if res.rowcount == 1:  # type: ignore[attr-defined]
                     row = await s.get(Callback, cid)
                     assert row is not None

@@ -95,3 +95,17 @@ async def test_two_schedulers_place_a_callback_once(db: Database) -> None:
     stop.set()
     await asyncio.gather(*tasks)
     assert len(calls) == 1
+
+
+async def test_a_claim_left_by_a_dead_worker_is_taken_again_later(db: Database) -> None:
+    """A worker that died between claiming and finishing must not lose the callback;
+    a live claim must not be taken twice."""
+    store = CallbackStore(db)
+    cb = await store.schedule("+15551230009", T0)
+    first = await store.claim_due(T0)  # ...and this worker dies before finish()
+    assert [c.id for c in first] == [cb.id]
+    assert await store.claim_due(T0 + timedelta(minutes=1)) == []  # still someone's
+    again = await store.claim_due(T0 + timedelta(minutes=11))
+    assert [(c.id, c.attempts) for c in again] == [(cb.id, 2)]
+    await store.finish(cb.id, placed=True)
+    assert await store.claim_due(T0 + timedelta(hours=1)) == []
