@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Run `ivr config check` after fixing it.", file=sys.stderr)
         return 2
     log.setup("DEBUG" if args.verbose else cfg.log.level)
+    from ivr.asterisk.local import apply_local_ami_secret
+
+    apply_local_ami_secret(cfg)
     try:
         return int(args.func(args, cfg) or 0)
     except KeyboardInterrupt:

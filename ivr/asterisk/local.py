@@ -20,6 +20,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +403,14 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def apply_local_ami_secret(cfg: Config) -> None:
+    """The embedded default: an empty ami.secret for an AMI on loopback means the secret
+    generated for the local Asterisk instance (`ivr asterisk start`). Never a default."""
+    if cfg.ami.secret or cfg.ami.host not in ("127.0.0.1", "localhost", "::1"):
+        return
+    cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
 
 
 def instance_secret(name: str, root: str | os.PathLike[str] | None = None,

@@ -108,8 +108,7 @@ def reload(args: argparse.Namespace, cfg: Config) -> int:
 async def _reload(cfg: Config, modules: list[str]) -> None:
     from ivr.ami.client import AMIClient  # late: the CLI starts without panoramisk loaded
 
-    secret = cfg.ami.secret or _local_secret(cfg)
-    client = AMIClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, secret,
+    client = AMIClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
                        keepalive_interval=None)
     await client.connect()
     try:
@@ -118,12 +117,3 @@ async def _reload(cfg: Config, modules: list[str]) -> None:
     finally:
         await client.close()
 
-
-def _local_secret(cfg: Config) -> str:
-    """An empty ami.secret means the local instance's generated one (see ivr asterisk)."""
-    try:
-        from ivr.commands.asterisk import instance
-
-        return instance(cfg).ami_secret
-    except Exception:  # no local instance (or no Asterisk): the login error will say so
-        return ""

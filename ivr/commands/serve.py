@@ -1,4 +1,4 @@
-"""`ivr serve`: run the FastAGI server (and, later, the services beside it) until signalled.
+"""`ivr serve`: run the FastAGI server and the services beside it until signalled.
 
 Services that must run alongside the AGI server (payment reconciler, AMI client, web
 console) go in :data:`SERVICES`: each is a function ``cfg -> async context manager`` that
@@ -47,11 +47,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg.agi.host = args.host
     if args.port is not None:
         cfg.agi.port = args.port
-    if not cfg.ami.secret:
-        # Embedded default: talk to the local Asterisk instance with the secret made for it.
-        from ivr.asterisk.local import instance_secret
-
-        cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
     errors = cfg.errors()
     if errors:
         for e in errors:

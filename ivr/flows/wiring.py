@@ -41,12 +41,9 @@ def _now() -> datetime:
 def _ami_agents_available(cfg: Config) -> Callable[[], Awaitable[bool]]:
     """An "agents available?" function on one AMI connection opened on first use."""
     from ivr.ami.client import AMIClient
+    from ivr.asterisk.local import apply_local_ami_secret
 
-    if not cfg.ami.secret:
-        # Same default as `ivr serve`: the secret generated for the local instance.
-        from ivr.asterisk.local import instance_secret
-
-        cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
+    apply_local_ami_secret(cfg)  # already done by the CLI; here for embedders and tests
 
     client: AMIClient | None = None
     lock = asyncio.Lock()
