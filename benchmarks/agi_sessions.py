@@ -45,7 +45,6 @@ import gc
 import logging
 import os
 import random
-import resource
 import signal
 import socketserver
 import statistics
@@ -55,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
+from bench_common import load_average, raise_fd_limit
 
 from ivr.agi.server import GC_YOUNG_THRESHOLD, tune_gc
 from ivr.qa.fake_asterisk import FakeAsterisk
@@ -65,15 +65,6 @@ TARGET_P99_MS = 5.0
 LOAD_BEFORE = "?"  # other work on the box skews latency: print it with the results
 
 
-def raise_fd_limit(need: int | None = None) -> None:
-    """Soft fd limit up to ``need`` (or to the hard limit); warn if the hard one is short."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if need is None else min(hard, max(soft, need))
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if need is not None and want < need:
-        print(f"warning: fd limit {want} < {need} needed; raise the hard limit (ulimit -Hn)",
-              file=sys.stderr)
 
 
 # -- the call every server runs: ANSWER, then K commands ----------------------------------
@@ -458,8 +449,6 @@ GC_NOTE = {
 }
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def quiet_load_gc() -> None:

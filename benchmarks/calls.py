@@ -42,7 +42,6 @@ import contextlib
 import os
 import pstats
 import random
-import resource
 import shutil
 import signal
 import sqlite3
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_common import load_average, raise_fd_limit
 
 from ivr.qa.asterisk_call import AsteriskCall
 from ivr.qa.fake_asterisk import Command, FakeAsterisk
@@ -74,18 +74,8 @@ def phone(i: int) -> str:
     return f"+{FIRST_PHONE + i}"
 
 
-def load_avg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def raise_fd_limit(need: int | None = None) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if need is None else min(hard, max(soft, need))
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if need is not None and want < need:
-        print(f"warning: fd limit {want} < {need}; raise the hard limit (ulimit -Hn)",
-              file=sys.stderr)
 
 
 def cpu_s(ps: psutil.Process) -> float:
@@ -370,7 +360,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
         res.wall_s = time.perf_counter() - started
         res.cpu_s = server.cpu() - cpu0
         res.loop_cpu_s = server.main_thread_cpu() - loop0
-        res.load = load_avg()
+        res.load = load_average()
     finally:
         await server.stop()
     if kind == "starpay":
@@ -434,7 +424,7 @@ async def run_fake(args: argparse.Namespace, template: Path, script: Path, run_d
         for kind in order:
             prof = run_dir / "starpay.prof" if args.profile and kind == "starpay" else None
             print(f"fake round {r + 1}/{args.rounds}: {kind}, {args.calls} calls "
-                  f"(load avg {load_avg()})", flush=True)
+                  f"(load avg {load_average()})", flush=True)
             runs.append(await fake_round(kind, args.calls, template, script, run_dir,
                                          args.think_ms, prof))
             if prof:
@@ -551,7 +541,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
         res.wall_s = time.monotonic() - started
         res.ast_cpu, res.srv_cpu = cpu_s(ast_ps) - a0, server.cpu() - s0
         res.drv_cpu = cpu_s(me) - d0
-        res.load = load_avg()
+        res.load = load_average()
     finally:
         await server.stop()
     if kind == "starpay":
@@ -598,7 +588,7 @@ async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
                 order = ["starpay", "baseline"] if r % 2 == 0 else ["baseline", "starpay"]
                 for kind in order:
                     print(f"asterisk: {n} calls, {kind}, round {r + 1}/{args.rounds} "
-                          f"(load avg {load_avg()})", flush=True)
+                          f"(load avg {load_average()})", flush=True)
                     run = await asterisk_level(
                         kind, n, lines, ast_ps, instance.agi_port,
                         (instance.ami_port, instance.ami_secret), template, script, run_dir,
@@ -716,7 +706,7 @@ async def main_async(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="starpay-calls-"))
     instance = None
     print(f"StarPay call benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"load average at start {load_avg()}")
+          f"load average at start {load_average()}")
     try:
         template = run_dir / "template.db"
         t0 = time.perf_counter()
