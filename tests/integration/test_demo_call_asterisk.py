@@ -22,8 +22,9 @@ async def qa_ami(asterisk) -> AMIClient:
     return ami
 
 
-@pytest.mark.parametrize("exten", ["*PAY", "7729"])
-async def test_demo_call_sees_ani_and_digits(asterisk, exten):
+@pytest.mark.parametrize(("exten", "script", "attest"),
+                         [("*PAY", "pay", "A"), ("7729", "pay", "A"), ("3366", "demo", None)])
+async def test_demo_call_sees_ani_and_digits(asterisk, exten, script, attest):
     seen: dict[str, str | None] = {}
 
     async def observed_demo(session: AGISession) -> None:
@@ -32,7 +33,7 @@ async def test_demo_call_sees_ani_and_digits(asterisk, exten):
         seen["attest"] = session.args[0] if session.args else None
         await demo(session)
 
-    async with AGIServer({"pay": observed_demo}, port=asterisk.agi_port):
+    async with AGIServer({script: observed_demo}, port=asterisk.agi_port):
         ami = await qa_ami(asterisk)
         call = AsteriskCall(ami, caller_id="+15551234567", exten=exten, attest="A")
         try:
@@ -46,7 +47,8 @@ async def test_demo_call_sees_ani_and_digits(asterisk, exten):
             await call.close()
             await ami.close()
 
-    assert seen == {"ani": "+15551234567", "script": "pay", "attest": "A"}
+    # The demo extension passes no attestation argument; *PAY and 7729 hand it over.
+    assert seen == {"ani": "+15551234567", "script": script, "attest": attest}
     assert said.command.split()[2].strip('"') == "1234"
     assert greeting.at < prompt.at < said.at
     # The greeting really played: a missing file returns at once with endpos=0.
