@@ -59,7 +59,7 @@ from typing import Any
 import psutil
 from bench_common import load_average, raise_fd_limit
 
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 from ivr.qa.fake_asterisk import Command, FakeAsterisk
 
 HERE = Path(__file__).resolve()
@@ -564,8 +564,6 @@ def shorten_prompts(sounds: Path, ms: int) -> int:
 
 async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
                        run_dir: Path, instance: Any) -> list[LevelRun]:
-    from ivr.ami.client import AMIClient
-
     ramp = sorted(int(x) for x in args.ramp.split(","))
     await asyncio.to_thread(instance.start)
     if args.short_prompts:
@@ -574,10 +572,8 @@ async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
     ast_ps = psutil.Process(instance.pid())
     lines: list[Line] = []
     for k in range(args.ami_lines):
-        ami = AMIClient(instance.ami_host, instance.ami_port, instance.qa_username,
-                        instance.qa_secret, events="call,agi", action_timeout=60,
-                        keepalive_interval=None)
-        await ami.connect()
+        ami = await qa_ami(instance, events="call,agi", action_timeout=60,
+                           keepalive_interval=None)
         line = Line(ami, f"bench{k}x")
         await line.filter()
         lines.append(line)

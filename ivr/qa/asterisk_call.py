@@ -18,10 +18,26 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr.ami.client import AMIClient
 from ivr.ami.errors import AMIError
+
+if TYPE_CHECKING:
+    from ivr.asterisk.local import LocalAsterisk
+
+# What a simulated call reads: AGIExecStart (agi), Newexten (dialplan), Hangup (call).
+QA_EVENTS = "call,dialplan,agi,dtmf"
+
+
+async def qa_ami(instance: LocalAsterisk, *, events: str = QA_EVENTS,
+                 **options: Any) -> AMIClient:
+    """A connected AMI client logged in as the instance's QA user, the one user allowed to
+    read the agi/dtmf classes (pressed digits): only QA tools log in with it."""
+    ami = AMIClient(instance.ami_host, instance.ami_port, instance.qa_username,
+                    instance.qa_secret, events=events, **options)
+    await ami.connect()
+    return ami
 
 
 @dataclass

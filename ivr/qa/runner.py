@@ -44,7 +44,7 @@ from ivr.config import CallConfig, HoursConfig
 from ivr.flows.context import FlowContext
 from ivr.flows.pay import pay
 from ivr.gateways.sandbox import SandboxGateway
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import QA_EVENTS, AsteriskCall, qa_ami
 from ivr.qa.fake_asterisk import FakeAsterisk
 from ivr.qa.scenario import Scenario, Step, prompts_of, sound_prompt
 from ivr.services.accounts import AccountService
@@ -493,10 +493,7 @@ class AsteriskRunner(Runner):
         a = self.instance
         self._server = AGIServer({"pay": self._dispatch}, port=a.agi_port)
         await self._server.start()
-        ami = AMIClient(a.ami_host, a.ami_port, a.qa_username, a.qa_secret,
-                        events="call,dialplan,agi,dtmf,agent")
-        await ami.connect()
-        self._ami = ami
+        self._ami = await qa_ami(a, events=QA_EVENTS + ",agent")
 
     async def stop(self) -> None:
         if self._ami is not None:

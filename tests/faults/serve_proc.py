@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ivr.ami.client import AMIClient
 from ivr.services.demo import seed_demo
 from ivr.storage.db import Database
 from ivr.storage.migrate import upgrade
@@ -138,12 +137,6 @@ class ServeProcess:
         return self.proc.returncode
 
 
-async def qa_ami(asterisk: Any) -> AMIClient:
-    """The QA AMI user: reads the agi/dtmf classes that AsteriskCall needs."""
-    ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.qa_username,
-                    asterisk.qa_secret, events="call,dialplan,agi,dtmf")
-    await ami.connect()
-    return ami
 
 
 def gateway_charges(ledger: Path) -> list[tuple[str, int, str]]:

@@ -20,8 +20,7 @@ import pytest
 
 from ivr.agi.server import AGIServer
 from ivr.flows import routes
-from ivr.qa.asterisk_call import AsteriskCall
-from tests.faults.serve_proc import qa_ami
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 from tests.unit.pay_world import ALEX, World, make_world, played
 
 pytestmark = pytest.mark.asterisk

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 from ivr.services.payments import PAUSE_ENV
 from tests.faults.serve_proc import (
     IVR,
@@ -25,7 +25,6 @@ from tests.faults.serve_proc import (
     balance,
     gateway_charges,
     payment_rows,
-    qa_ami,
     seeded_sqlite,
     serve_env,
     wait_until,

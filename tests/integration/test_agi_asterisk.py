@@ -17,17 +17,14 @@ import pytest
 
 from ivr.agi import AGIHangup, AGIServer, AGISession
 from ivr.ami.client import AMIClient
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 
 pytestmark = pytest.mark.asterisk
 
 
 @asynccontextmanager
-async def qa_ami(asterisk: Any) -> AsyncIterator[AMIClient]:
-    # The QA user reads the dialplan class (Newexten) and agi (AGIExecStart).
-    ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.qa_username,
-                    asterisk.qa_secret, events="call,dialplan,agi,dtmf")
-    await ami.connect()
+async def qa_session(asterisk: Any) -> AsyncIterator[AMIClient]:
+    ami = await qa_ami(asterisk)
     try:
         yield ami
     finally:
@@ -59,7 +56,7 @@ async def test_unknown_script_falls_back(asterisk: Any) -> None:
         called.append(s.script)
 
     # The dialplan asks for "pay"; this server knows only "other".
-    async with AGIServer({"other": other}, port=asterisk.agi_port), qa_ami(asterisk) as ami:
+    async with AGIServer({"other": other}, port=asterisk.agi_port), qa_session(asterisk) as ami:
         call = AsteriskCall(ami)
         try:
             await assert_falls_back(ami, call)
@@ -75,7 +72,7 @@ async def test_handler_that_raises_falls_back(asterisk: Any) -> None:
         await s.answer()
         raise RuntimeError("bug in a flow")
 
-    async with AGIServer({"pay": broken}, port=asterisk.agi_port), qa_ami(asterisk) as ami:
+    async with AGIServer({"pay": broken}, port=asterisk.agi_port), qa_session(asterisk) as ami:
         call = AsteriskCall(ami)
         try:
             await assert_falls_back(ami, call)
@@ -100,7 +97,7 @@ async def test_caller_hangup_during_get_data_reaches_the_handler(asterisk: Any) 
             raise
         outcome.set_result("GET DATA returned")
 
-    async with AGIServer({"pay": flow}, port=asterisk.agi_port), qa_ami(asterisk) as ami:
+    async with AGIServer({"pay": flow}, port=asterisk.agi_port), qa_session(asterisk) as ami:
         call = AsteriskCall(ami)
         fallback = fallback_entered(ami, call)
         try:
@@ -128,7 +125,7 @@ async def test_over_max_sessions_falls_back(asterisk: Any) -> None:
         await s.hangup()  # a call the service ends without HANGUP falls back too
 
     server = AGIServer({"pay": hold}, port=asterisk.agi_port, max_sessions=1)
-    async with server, qa_ami(asterisk) as ami:
+    async with server, qa_session(asterisk) as ami:
         first = AsteriskCall(ami)
         second = AsteriskCall(ami)
         try:

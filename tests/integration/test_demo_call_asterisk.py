@@ -8,18 +8,10 @@ import pytest
 
 from ivr.agi.server import AGIServer
 from ivr.agi.session import AGISession
-from ivr.ami.client import AMIClient
 from ivr.flows.demo import demo
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 
 pytestmark = pytest.mark.asterisk
-
-
-async def qa_ami(asterisk) -> AMIClient:
-    ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.qa_username,
-                    asterisk.qa_secret, events="call,dialplan,agi,dtmf")
-    await ami.connect()
-    return ami
 
 
 @pytest.mark.parametrize(("exten", "script", "attest"),
