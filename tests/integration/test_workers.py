@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ivr.asterisk.local import free_port
 from ivr.gateways.sandbox import SandboxGateway
-from ivr.qa.asterisk_call import AsteriskCall
+from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 from ivr.qa.fake_asterisk import Command, FakeAsterisk
 from ivr.services.callbacks import CallbackStore
 from ivr.services.payments import PaymentService, Pending
@@ -32,7 +32,6 @@ from tests.faults.serve_proc import (
     audit_count,
     gateway_charges,
     payment_rows,
-    qa_ami,
     serve_env,
     wait_until,
 )
