@@ -4,24 +4,39 @@ ivr.services.account_csv for the columns)."""
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivr.commands.db import run_with_db
-from ivr.config import Config
-from ivr.services import account_csv
-from ivr.storage.db import Database
+
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.storage.db import Database
 
 PROGRESS_EVERY = 1000
+CSV_MODULE = "ivr.services.account_csv"
+
+
+def _csv_doc() -> str | None:
+    """The docstring of ivr.services.account_csv (the columns), read from its source:
+    importing the module would load SQLAlchemy whenever the parser is built."""
+    spec = importlib.util.find_spec(CSV_MODULE)
+    if spec is None or spec.origin is None:
+        return None
+    source = Path(spec.origin).read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source), clean=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("accounts", help="import or export customer accounts as CSV")
     asub = p.add_subparsers(dest="action", required=True)
     imp = asub.add_parser("import", help="validate and import a CSV (all or nothing)",
-                          description=account_csv.__doc__,
+                          description=_csv_doc(),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("file", help="CSV file with a header row")
     imp.add_argument("--skip-bad", action="store_true",
@@ -41,6 +56,8 @@ def _progress(label: str) -> Callable[[int], None]:
 
 
 def import_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.services import account_csv
+
     path = Path(args.file)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -81,6 +98,8 @@ def import_cmd(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def export_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.services import account_csv
+
     rows = run_with_db(cfg, account_csv.export_rows)
     if rows is None:
         return 1

@@ -17,14 +17,14 @@ Demo accounts (`ivr db seed --demo`; cards are sandbox tokens):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ivr.config import Config
-from ivr.storage.db import Database, StorageError, describe_failure
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.storage.db import Database
 
 T = TypeVar("T")
 
@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_with_db(cfg: Config, body: Callable[[Database], Awaitable[T]],
                 check: bool = True) -> T | None:
     """Run ``body`` with a Database; print storage problems as advice, return None then."""
+    import asyncio
+
+    from ivr.storage.db import Database, StorageError, describe_failure
+
     async def _main() -> T:
         db = Database(cfg.database.url, echo=cfg.database.echo)
         try:
@@ -70,6 +74,7 @@ def _quiet_alembic(args: argparse.Namespace) -> None:
 
 
 def upgrade(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.storage.db import StorageError, describe_failure
     from ivr.storage.migrate import current as cur
     from ivr.storage.migrate import upgrade as up
 
@@ -92,6 +97,7 @@ def upgrade(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def current(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.storage.db import StorageError, describe_failure
     from ivr.storage.migrate import current as cur
 
     async def body(db: Database) -> tuple[str | None, str]:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from ivr.commands.db import run_with_db
-from ivr.config import Config
-from ivr.gateways import from_config
-from ivr.money import format_minor
-from ivr.services.payments import PaymentService, PaymentView
-from ivr.services.reconcile import ReconcileReport, reconcile_once
-from ivr.storage.db import Database
-from ivr.storage.models import PAYMENT_STATES
+
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.services.payments import PaymentView
+    from ivr.services.reconcile import ReconcileReport
+    from ivr.storage.db import Database
+
+
+# ivr.storage.models.PAYMENT_STATES (tests/unit/test_cli_startup.py keeps them equal): the
+# models load SQLAlchemy, and argparse reads the choices as soon as --state is registered.
+PAYMENT_STATES = ("pending", "approved", "declined", "failed", "unknown", "refunded")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.gateways import from_config
+    from ivr.money import format_minor
+    from ivr.services.payments import PaymentService
+
     async def body(db: Database) -> list[PaymentView]:
         svc = PaymentService(db, from_config(cfg.payments))
         return await svc.list(account_number=args.account, state=args.state,
@@ -53,6 +62,9 @@ def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def reconcile_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.gateways import from_config
+    from ivr.services.reconcile import reconcile_once
+
     min_age = cfg.payments.reconcile_min_age if args.min_age is None else args.min_age
     async def body(db: Database) -> ReconcileReport:
         gateway = from_config(cfg.payments)
