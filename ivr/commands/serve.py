@@ -9,30 +9,40 @@ before it, in reverse order, so calls still in progress can use them while they 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
-from ivr.agi.server import AGIServer, tune_gc
-from ivr.config import Config
+if TYPE_CHECKING:
+    import asyncio
+
+    from ivr.agi.server import AGIServer
+    from ivr.config import Config
 
 logger = logging.getLogger(__name__)
 
-Service = Callable[[Config], AbstractAsyncContextManager[object]]
+Service = Callable[["Config"], AbstractAsyncContextManager[object]]
 
 
-def _services() -> list[Service]:
-    from ivr.services.callbacks import callback_scheduler
+# Each imports its service when `ivr serve` starts it, not when the CLI builds its parser:
+# the services pull in storage (SQLAlchemy), which `ivr --help` has no use for.
+def _reconciler(cfg: Config) -> AbstractAsyncContextManager[object]:
     from ivr.services.reconcile import reconciler_service
 
-    return [reconciler_service, callback_scheduler]
+    return reconciler_service(cfg)
+
+
+def _callbacks(cfg: Config) -> AbstractAsyncContextManager[object]:
+    from ivr.services.callbacks import callback_scheduler
+
+    return callback_scheduler(cfg)
 
 
 # The other long-running parts of the product; see the module docstring.
-SERVICES: list[Service] = _services()
+SERVICES: list[Service] = [_reconciler, _callbacks]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    import asyncio
+
+    from ivr.agi.server import tune_gc
+
     if args.host:
         cfg.agi.host = args.host
     if args.port is not None:
@@ -65,7 +79,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 async def serve(cfg: Config, stop: asyncio.Event | None = None,
                 ready: Callable[[AGIServer], None] | None = None) -> None:
     """Run until ``stop`` is set or SIGINT/SIGTERM arrives, then shut down gracefully."""
+    import asyncio
+
     from ivr import flows  # the outermost room: flows pull in services and storage
+    from ivr.agi.server import AGIServer
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
