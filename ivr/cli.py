@@ -2,6 +2,9 @@
 
 Each sub-command lives in its own module under ivr/commands/ and exposes
 ``register(subparsers)``; they are discovered here so adding one touches no other file.
+Building the parser imports every command module, so those modules import storage,
+services and the like inside the functions that run the command, never at the top:
+`ivr --help` and light commands then start without loading SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import importlib
 import pkgutil
 import sys
 
-from ivr import __version__, commands, config, log
+from ivr import __version__, commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ivr import config, log
+
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from ivr.asterisk.local import AsteriskFailed, AsteriskNotFound, LocalAsterisk, Ports
-from ivr.config import Config
+if TYPE_CHECKING:
+    from ivr.asterisk.local import LocalAsterisk
+    from ivr.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def instance(cfg: Config) -> LocalAsterisk:
     """The instance `make run` uses: fixed ports from the config, so the service finds it."""
+    from ivr.asterisk.local import LocalAsterisk, Ports
+
     ports = Ports(ami=cfg.ami.port, agi=cfg.agi.port, sip=cfg.asterisk.sip_port)
     return LocalAsterisk(cfg.asterisk.instance, root=cfg.asterisk.root or None, ports=ports,
                          agi_host=_agi_host(cfg))
@@ -36,6 +40,8 @@ def _agi_host(cfg: Config) -> str:
 
 def _guard(fn):
     def run(args: argparse.Namespace, cfg: Config) -> int:
+        from ivr.asterisk.local import AsteriskFailed, AsteriskNotFound
+
         try:
             return fn(instance(cfg), args)
         except (AsteriskNotFound, AsteriskFailed) as exc:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from ivr.config import Config, as_dict
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,5 +33,7 @@ def check(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def show(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.config import as_dict
+
     print(json.dumps(as_dict(cfg), indent=2))
     return 0

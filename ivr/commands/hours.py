@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from typing import TYPE_CHECKING
 
-from ivr.config import Config
-from ivr.services.hours import BusinessHours, HoursError
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.services.hours import BusinessHours, HoursError  # late: it loads holidays
+
     try:
         hours = BusinessHours(cfg.hours)
         at = dt.datetime.now(hours.tz)

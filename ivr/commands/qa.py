@@ -11,11 +11,12 @@ answering its AGI port.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from ivr.config import Config
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    import asyncio
+
     from ivr.qa.runner import describe, run_scenarios, summary, write_junit
     from ivr.qa.scenario import ScenarioError, load_all
 
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def call(args: argparse.Namespace, cfg: Config) -> int:
+    import asyncio
+
     from ivr.commands.asterisk import instance
     from ivr.qa.phone import TerminalPhone
 
