@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ivr.ami.errors import AMIError
-from ivr.asterisk_admin import install as installer
-from ivr.asterisk_admin.check import check as check_dir
-from ivr.config import Config
-from ivr.prompts.catalog import Catalog, CatalogError
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 FREEPBX_HELP = """\
 FreePBX: the #include goes into extensions_custom.conf, and extensions_starpay_freepbx.conf
@@ -25,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dialplan", help="check, install, uninstall or reload the dialplan")
     dsub = p.add_subparsers(dest="action", required=True)
     c = dsub.add_parser("check", help="find problems in the dialplan, with file:line")
-    c.add_argument("dir", nargs="?", default=str(installer.SOURCE_DIR),
+    # No default here: it is our asterisk-config/, filled in by check(), as register() would
+    # otherwise import the installer whenever the parser is built.
+    c.add_argument("dir", nargs="?",
                    help="Asterisk config directory (default: our asterisk-config/)")
     c.set_defaults(func=check)
     i = dsub.add_parser("install", help="add StarPay to an Asterisk config directory",
@@ -43,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.asterisk_admin.check import check as check_dir
+    from ivr.prompts.catalog import Catalog, CatalogError
+
+    if args.dir is None:
+        from ivr.asterisk_admin.install import SOURCE_DIR
+
+        args.dir = str(SOURCE_DIR)
     try:
         ids: set[str] | None = set(Catalog.load(languages=cfg.call.languages).ids)
     except CatalogError as exc:
@@ -60,6 +66,8 @@ def check(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def install(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.asterisk_admin import install as installer
+
     try:
         report = installer.install(Path(args.to), freepbx=args.freepbx)
     except (installer.InstallError, OSError) as exc:
@@ -80,6 +88,8 @@ def install(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def uninstall(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.asterisk_admin import install as installer
+
     try:
         report = installer.uninstall(Path(args.dir))
     except OSError as exc:
@@ -93,6 +103,10 @@ def uninstall(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def reload(args: argparse.Namespace, cfg: Config) -> int:
+    import asyncio
+
+    from ivr.ami.errors import AMIError  # late: ivr.ami loads the AMI client
+
     modules = ["pbx_config"] + (["app_queue", "app_voicemail"] if args.all else [])
     try:
         asyncio.run(_reload(cfg, modules))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ivr.config import Config
-from ivr.prompts import build as builder
-from ivr.prompts.catalog import Catalog, CatalogError
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.prompts.catalog import Catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,26 +17,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="catalog file (default: prompts/catalog.toml)")
     psub = p.add_subparsers(dest="action", required=True)
     b = psub.add_parser("build", help="render changed prompts with espeak-ng and sox")
-    b.add_argument("--out", default=str(builder.DEFAULT_BUILD_DIR),
-                   help="build directory (default: prompts/build)")
+    b.add_argument("--out", help="build directory (default: prompts/build)")
     b.add_argument("-j", "--jobs", type=int, default=4, help="renders at a time (default 4)")
     b.set_defaults(func=build)
     i = psub.add_parser("install", help="copy built prompts into an Asterisk sounds directory")
     i.add_argument("--to", required=True, metavar="SOUNDS_DIR",
                    help="e.g. /usr/share/asterisk/sounds; files go to <lang>/starpay/")
-    i.add_argument("--from", dest="src", default=str(builder.DEFAULT_BUILD_DIR),
-                   help="build directory (default: prompts/build)")
+    i.add_argument("--from", dest="src", help="build directory (default: prompts/build)")
     i.set_defaults(func=install)
     ls = psub.add_parser("list", help="print every prompt id and its text (the call as text)")
     ls.add_argument("--lang", help="one language only")
     ls.set_defaults(func=list_prompts)
 
 
+def _default_build_dir() -> str:
+    """prompts/build: --out and --from default to it here, not in register(), which would
+    have to import the builder whenever the parser is built."""
+    from ivr.prompts.build import DEFAULT_BUILD_DIR
+
+    return str(DEFAULT_BUILD_DIR)
+
+
 def _catalog(args: argparse.Namespace, cfg: Config) -> Catalog:
+    from ivr.prompts.catalog import Catalog
+
     return Catalog.load(args.catalog, cfg.call.languages)
 
 
 def build(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.prompts import build as builder
+    from ivr.prompts.catalog import CatalogError
+
+    if args.out is None:
+        args.out = _default_build_dir()
     try:
         catalog = _catalog(args, cfg)
         tty = sys.stderr.isatty()
@@ -58,6 +72,10 @@ def build(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def install(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.prompts import build as builder
+
+    if args.src is None:
+        args.src = _default_build_dir()
     try:
         changed = builder.install_prompts(args.src, args.to)
     except (FileNotFoundError, PermissionError) as exc:
@@ -68,6 +86,8 @@ def install(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def list_prompts(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.prompts.catalog import CatalogError
+
     try:
         catalog = _catalog(args, cfg)
     except CatalogError as exc:
