@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.storage.models import AuditEntry
@@ -16,3 +17,13 @@ def record(session: AsyncSession, actor: str, action: str, subject: str | None =
     entry = AuditEntry(actor=actor, action=action, subject=subject, details=details)
     session.add(entry)
     return entry
+
+
+def append(conn: Connection, actor: str, action: str, subject: str | None = None,
+           **details: Any) -> None:
+    """The same for a Core transaction (Database.run): the entry commits with it."""
+    conn.execute(_INSERT, {"actor": actor, "action": action, "subject": subject,
+                           "details": details})
+
+
+_INSERT = insert(AuditEntry)

@@ -28,12 +28,13 @@ import heapq
 import itertools
 import logging
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -61,6 +62,12 @@ SQLITE_WRITE_POOL: dict[str, int] = {"pool_size": 1, "max_overflow": 1}
 PG_POOL: dict[str, int] = {"pool_size": 10, "max_overflow": 20}
 PG_SETTLE_POOL: dict[str, int] = {"pool_size": 2, "max_overflow": 2}
 SETTLE, ORDINARY = 0, 1  # WriterQueue priorities
+# Threads that run whole SQLite transactions for Database.run (see there).
+SQLITE_READ_THREADS = 4
+
+T = TypeVar("T")
+# A transaction's body: plain synchronous SQLAlchemy Core on one Connection.
+Work = Callable[[Connection], T]
 
 
 class StorageError(RuntimeError):
@@ -159,7 +166,7 @@ def make_engine(url: str, echo: bool = False, **kw: Any) -> AsyncEngine:
             for k, v in SQLITE_READ_POOL.items():
                 kw.setdefault(k, v)
         engine = create_async_engine(url, echo=echo, **kw)
-        _sqlite_events(engine)
+        _sqlite_events(engine.sync_engine)
         return engine
     for k, v in PG_POOL.items():
         kw.setdefault(k, v)
@@ -167,8 +174,8 @@ def make_engine(url: str, echo: bool = False, **kw: Any) -> AsyncEngine:
     return create_async_engine(url, echo=echo, **kw)
 
 
-def _sqlite_events(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is DEFERRED).
         dbapi_conn.isolation_level = None
@@ -180,7 +187,7 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
@@ -218,6 +225,23 @@ class Database:
                                                    expire_on_commit=False)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary())
+        # SQLite file: run() executes each transaction whole in a worker thread on plain
+        # pysqlite (aiosqlite hops threads for every execute, fetch and commit: ~60 hops
+        # and most of a call's CPU, where this takes one hop per transaction). Writes go
+        # through one thread, after their WriterQueue turn; reads through a few.
+        self._sync: Engine | None = None
+        self._sync_write: Engine | None = None
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        if self.is_sqlite and path is not None:
+            self._sync = create_engine(
+                f"sqlite:///{path}", echo=echo, connect_args={"timeout": 30},
+                pool_size=SQLITE_READ_THREADS + 1, max_overflow=0)
+            _sqlite_events(self._sync)
+            self._sync_write = self._sync.execution_options(**immediate)
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="starpay-db-write")
+            self._read_threads = ThreadPoolExecutor(SQLITE_READ_THREADS,
+                                                    thread_name_prefix="starpay-db-read")
 
     @property
     def settle_capacity(self) -> int:
@@ -229,6 +253,53 @@ class Database:
     async def dispose(self) -> None:
         for engine in self._engines:
             await engine.dispose()
+        for pool in (self._write_thread, self._read_threads):
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown)
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.dispose)
+
+    async def run(self, work: Work[T], *, write: bool = True, settle: bool = False,
+                  account_id: int | None = None) -> T:
+        """Run ``work(connection)`` in one transaction: commit if it returns, roll back if
+        it raises. ``work`` is synchronous Core code, so the same function runs on both
+        databases: on a SQLite file in a worker thread (one thread hop for the whole
+        transaction), otherwise on the async engine through ``run_sync``.
+
+        ``write``: takes the write turn (SQLite: BEGIN IMMEDIATE, see write_session);
+        ``settle``: as in write_session; ``account_id``: also hold that account's
+        in-process lock (the work should still lock the row: :func:`lock_account`).
+
+        Once started, a transaction finishes even if the caller is cancelled (the
+        cancellation waits for it), so a write turn is never handed on mid-transaction."""
+        lock = self._account_lock(account_id) if account_id is not None else None
+        async with lock or nullcontext():
+            if self._sync is None:
+                return await self._run_async(work, write, settle)
+            if not write:
+                assert self._read_threads is not None
+                async with _explained("a connection", self.pool_timeout):
+                    return await _finish_even_if_cancelled(asyncio.get_running_loop()
+                        .run_in_executor(self._read_threads, _sync_tx, self._sync, work))
+            async with self._write_turn(settle):
+                assert self._write_thread is not None and self._sync_write is not None
+                async with _explained("a connection", self.pool_timeout):
+                    return await _finish_even_if_cancelled(asyncio.get_running_loop()
+                        .run_in_executor(self._write_thread, _sync_tx, self._sync_write,
+                                         work))
+
+    async def _run_async(self, work: Work[T], write: bool, settle: bool) -> T:
+        if not write:
+            async with self.session() as s:
+                return await (await s.connection()).run_sync(work)
+        async with self.write_session(settle=settle) as s:
+            return await (await s.connection()).run_sync(work)
+
+    def _account_lock(self, account_id: int) -> asyncio.Lock:
+        lock = self._locks.get(account_id)
+        if lock is None:
+            lock = self._locks[account_id] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -250,10 +321,18 @@ class Database:
         wait = self.settle_timeout if settle else self.pool_timeout
         what = "a connection to record a payment outcome" if settle else "a connection"
         maker = self._settle_sessions if settle else self._write_sessions
+        # The session (and its connection) is closed before the turn passes on.
+        async with self._write_turn(settle), maker() as s, _explained(what, wait), \
+                s.begin():
+            yield s
+
+    @asynccontextmanager
+    async def _write_turn(self, settle: bool) -> AsyncIterator[None]:
+        """SQLite: this process's turn to write (settlements first), or DatabaseBusy."""
         if self.writers is None:
-            async with maker() as s, _explained(what, wait), s.begin():
-                yield s
+            yield
             return
+        wait = self.settle_timeout if settle else self.pool_timeout
         try:
             async with asyncio.timeout(wait):
                 await self.writers.acquire(SETTLE if settle else ORDINARY)
@@ -263,9 +342,7 @@ class Database:
             raise DatabaseBusy(f"no turn to write to the database within {wait:.0f} s; "
                                "the service is overloaded, retry later") from None
         try:
-            # The session (and its connection) is closed before the turn passes on.
-            async with maker() as s, _explained(what, wait), s.begin():
-                yield s
+            yield
         finally:
             self.writers.release()
 
@@ -273,10 +350,7 @@ class Database:
     async def account_tx(self, account_id: int, *, settle: bool = False
                          ) -> AsyncIterator[tuple[AsyncSession, Account]]:
         """A write transaction holding the account row; concurrent writers to it wait."""
-        lock = self._locks.get(account_id)
-        if lock is None:
-            lock = self._locks[account_id] = asyncio.Lock()
-        async with lock, self.write_session(settle=settle) as s:
+        async with self._account_lock(account_id), self.write_session(settle=settle) as s:
             account = (await s.execute(
                 select(Account).where(Account.id == account_id).with_for_update()
             )).scalar_one_or_none()
@@ -299,6 +373,36 @@ class Database:
         if rev is None:
             raise DatabaseNotInitialised(
                 "database not initialised: run `ivr db upgrade`")
+
+
+def lock_account(conn: Connection, account_id: int) -> None:
+    """Take the account's row lock (PostgreSQL; on SQLite the write turn is the lock) so
+    writers to one account queue in the database too, not only in this process. Raises
+    LookupError if there is no such account."""
+    if conn.execute(_LOCK_ACCOUNT, {"id": account_id}).first() is None:
+        raise LookupError(f"no account with id {account_id}")
+
+
+_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("id")).with_for_update()
+
+
+def _sync_tx(engine: Engine, work: Work[T]) -> T:
+    with engine.connect() as conn, conn.begin():
+        return work(conn)
+
+
+async def _finish_even_if_cancelled(fut: asyncio.Future[T]) -> T:
+    """Await a worker thread's result; if cancelled meanwhile, wait for the thread to end
+    (it cannot be stopped, and whoever holds a lock for it must hold it until then)."""
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        while not fut.done():
+            try:
+                await asyncio.wait([fut])
+            except asyncio.CancelledError:
+                continue
+        raise
 
 
 def redact(url: str) -> str:
