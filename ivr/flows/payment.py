@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from ivr.flows.context import Call, Receipt
 from ivr.flows.prompter import WantsAgent
@@ -80,9 +80,9 @@ async def charge(call: Call, account: AccountView, amount: int) -> ChargeOutcome
     key = f"ivr:{call.session.uniqueid}:{call.charge_attempts}"
     call.facts.account_id = account.id
 
-    async def record_call(s: AsyncSession, payment_id: int) -> None:
+    def record_call(conn: Connection, payment_id: int) -> None:
         # Committed with the pending payment: a crash from here on still leaves the record.
-        await call.ctx.calls.stage(s, call.facts, payment_id)
+        call.ctx.calls.stage(conn, call.facts, payment_id)
 
     task = asyncio.ensure_future(call.ctx.payments.charge(
         account.id, amount, "ivr", key, source_id=call.session.uniqueid,

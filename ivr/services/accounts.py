@@ -191,19 +191,19 @@ class AccountService:
 
     async def by_phone(self, e164: str) -> list[AccountView]:
         """Every account this number belongs to (one number may pay for several)."""
-        async with self.db.session() as s:
-            return _views((await s.execute(_BY_PHONE, {"e164": e164})).all())
+        return await self._views(_BY_PHONE, {"e164": e164})
 
     async def by_number(self, account_number: str) -> AccountView | None:
-        async with self.db.session() as s:
-            found = _views((await s.execute(
-                _BY_NUMBER, {"number": account_number.strip()})).all())
-            return found[0] if found else None
+        found = await self._views(_BY_NUMBER, {"number": account_number.strip()})
+        return found[0] if found else None
 
     async def get(self, account_id: int) -> AccountView | None:
-        async with self.db.session() as s:
-            found = _views((await s.execute(_BY_ID, {"account_id": account_id})).all())
-            return found[0] if found else None
+        found = await self._views(_BY_ID, {"account_id": account_id})
+        return found[0] if found else None
+
+    async def _views(self, query: Select[Any], params: dict[str, Any]) -> list[AccountView]:
+        rows = await self.db.run(lambda conn: conn.execute(query, params).all(), write=False)
+        return _views(rows)
 
     async def statements(self, account_id: int, open_only: bool = False
                          ) -> list[StatementView]:

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, bindparam, insert, update
 
 from ivr.storage.calls import CallRecord
 from ivr.storage.db import Database
@@ -72,17 +71,14 @@ class CallLog:
         self._queue: list[tuple[CallFacts, dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def stage(self, s: AsyncSession, facts: CallFacts, payment_id: int) -> None:
+    def stage(self, conn: Connection, facts: CallFacts, payment_id: int) -> None:
         """Write the record so far inside the caller's transaction (the pending payment's),
-        so it commits, or not, with the payment."""
+        so it commits, or not, with the payment. Synchronous: it runs in that
+        transaction's body (PaymentService.charge's ``on_pending``)."""
         values = _values(facts) | {"payment_id": payment_id}
-        if facts.record_id is not None:
-            res = await s.execute(update(CallRecord).where(CallRecord.id == facts.record_id)
-                                  .values(values))
-            if res.rowcount == 1:  # type: ignore[attr-defined]
-                return
-        facts.record_id = (await s.execute(insert(CallRecord).values(values)
-                                           .returning(CallRecord.id))).scalar_one()
+        if facts.record_id is not None and _update(conn, facts.record_id, values):
+            return
+        facts.record_id = conn.execute(_INSERT, values).scalar_one()
 
     async def close(self, facts: CallFacts) -> None:
         """Write the finished record; returns once it is committed."""
@@ -119,27 +115,34 @@ class CallLog:
 
     async def _write(self, batch: list[tuple[CallFacts, dict[str, Any],
                                              asyncio.Future[None]]]) -> None:
-        async with self.db.write_session() as s:
-            for facts, values, _ in batch:
-                if facts.record_id is not None:
-                    res = await s.execute(update(CallRecord)
-                                          .where(CallRecord.id == facts.record_id)
-                                          .values(values))
-                    if res.rowcount == 1:  # type: ignore[attr-defined]
-                        continue
-                facts.record_id = None
-            new = [(f, v) for f, v, _ in batch if f.record_id is None]
-            if new:
-                ids = (await s.execute(
-                    insert(CallRecord).returning(CallRecord.id, sort_by_parameter_order=True),
-                    [v for _, v in new])).scalars().all()
-                for (f, _), rid in zip(new, ids, strict=True):
-                    f.record_id = rid
+        def work(conn: Connection) -> list[tuple[CallFacts, int]]:
+            new = [(f, v) for f, v, _ in batch
+                   if f.record_id is None or not _update(conn, f.record_id, v)]
+            if not new:
+                return []
+            ids = conn.execute(_INSERT_MANY, [v for _, v in new]).scalars().all()
+            return [(f, rid) for (f, _), rid in zip(new, ids, strict=True)]
+
+        # Ids are set only after the commit: a rolled-back batch must not leave a record_id
+        # pointing at no row.
+        for facts, rid in await self.db.run(work):
+            facts.record_id = rid
         _finish(batch, None)
 
     async def get(self, record_id: int) -> CallRecord | None:
         async with self.db.session() as s:
             return await s.get(CallRecord, record_id)
+
+
+def _update(conn: Connection, record_id: int, values: dict[str, Any]) -> bool:
+    """Rewrite an existing record; False if it is not there (then it is inserted)."""
+    res = conn.execute(_UPDATE, values | {"rid": record_id})
+    return bool(res.rowcount == 1)
+
+
+_INSERT = insert(CallRecord).returning(CallRecord.id)
+_INSERT_MANY = insert(CallRecord).returning(CallRecord.id, sort_by_parameter_order=True)
+_UPDATE = update(CallRecord).where(CallRecord.id == bindparam("rid"))
 
 
 def _finish(batch: list[tuple[CallFacts, dict[str, Any], asyncio.Future[None]]],

@@ -26,12 +26,11 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Connection, Row, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.gateways.base import (
     REASONS,
@@ -41,10 +40,10 @@ from ivr.gateways.base import (
     OutcomeUnknown,
     reason_for,
 )
-from ivr.services.accounts import default_card, local_today
+from ivr.services.accounts import local_today
 from ivr.storage import audit
 from ivr.storage.db import Database, DatabaseBusy
-from ivr.storage.models import Account, Payment, Statement
+from ivr.storage.models import Account, Payment, PaymentMethod, Statement
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +104,35 @@ class Rejected:
 
 
 ChargeOutcome = Approved | Declined | Pending | Rejected
-# Extra writes to commit atomically with a new pending payment: (session, payment id).
-PendingHook = Callable[[AsyncSession, int], Awaitable[None]]
+# Extra writes to commit atomically with a new pending payment: (connection, payment id).
+# Synchronous Core code: it runs inside the transaction's body (see Database.run).
+PendingHook = Callable[[Connection, int], None]
+
+
+class StoredPayment(Protocol):
+    """What the settling functions return: a row of _PAYMENT_COLS (or a Payment)."""
+
+    id: int
+    account_id: int
+    amount_minor: int
+    currency: str
+    state: str
+    decline_code: str | None
+    decline_reason: str | None
+    processor_reference: str | None
+
+
+@dataclass(frozen=True)
+class _NewPayment:
+    """A pending payment just committed, with what the gateway call needs."""
+
+    id: int
+    account_id: int
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    token: str
+    customer: str | None
 
 
 def confirmation_number(payment_id: int) -> str:
@@ -133,7 +159,7 @@ def _luhn_digit(body: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def outcome_of(p: Payment) -> ChargeOutcome:
+def outcome_of(p: StoredPayment) -> ChargeOutcome:
     """How a stored payment reads to the caller."""
     if p.state in ("approved", "refunded"):
         return Approved(p.id, p.amount_minor, p.currency, confirmation_number(p.id))
@@ -197,18 +223,16 @@ class PaymentService:
             if existing is None:
                 raise
             return self._replay(existing, account_id, amount_minor)
-        if isinstance(created, Rejected | Approved | Declined | Pending):
-            return created
-        payment, token, customer = created
-        return await self._call_gateway(payment, token, customer, actor)
+        if isinstance(created, _NewPayment):
+            return await self._call_gateway(created, actor)
+        return created
 
-    async def _by_key(self, key: str) -> Payment | None:
-        async with self.db.session() as s:
-            return (await s.execute(select(Payment).where(Payment.idempotency_key == key))
-                    ).scalar_one_or_none()
+    async def _by_key(self, key: str) -> Row[Any] | None:
+        return await self.db.run(
+            lambda conn: conn.execute(_BY_KEY, {"key": key}).first(), write=False)
 
     @staticmethod
-    def _replay(p: Payment, account_id: int, amount_minor: int) -> ChargeOutcome:
+    def _replay(p: StoredPayment, account_id: int, amount_minor: int) -> ChargeOutcome:
         if (p.account_id, p.amount_minor) != (account_id, amount_minor):
             return Rejected("key_conflict", REJECT_WORDS["key_conflict"])
         return outcome_of(p)
@@ -216,14 +240,16 @@ class PaymentService:
     async def _create_pending(self, account_id: int, amount: int, channel: str, key: str,
                               source_id: str | None, actor: str,
                               on_pending: PendingHook | None = None
-                              ) -> tuple[Payment, str, str | None] | ChargeOutcome:
+                              ) -> _NewPayment | ChargeOutcome:
+        def work(conn: Connection) -> _NewPayment | ChargeOutcome:
+            created = self._validate_and_insert(conn, account_id, amount, channel, key,
+                                                source_id, actor)
+            if on_pending is not None and isinstance(created, _NewPayment):
+                on_pending(conn, created.id)
+            return created
+
         try:
-            async with self.db.account_tx(account_id) as (s, acct):
-                created = await self._validate_and_insert(s, acct, amount, channel, key,
-                                                          source_id, actor)
-                if on_pending is not None and isinstance(created, tuple):
-                    await on_pending(s, created[0].id)
-                return created
+            return await self.db.run(work, account_id=account_id)
         except LookupError:
             # No such account; but a repeat of a key used on another account is a conflict.
             existing = await self._by_key(key)
@@ -231,56 +257,51 @@ class PaymentService:
                 return self._replay(existing, account_id, amount)
             return Rejected("no_account", REJECT_WORDS["no_account"])
 
-    async def _validate_and_insert(self, s: AsyncSession, acct: Account, amount: int,
-                                   channel: str, key: str, source_id: str | None, actor: str
-                                   ) -> tuple[Payment, str, str | None] | ChargeOutcome:
-        subject = f"account:{acct.id}"
-        again = (await s.execute(select(Payment).where(Payment.idempotency_key == key))
-                 ).scalar_one_or_none()
+    def _validate_and_insert(self, conn: Connection, account_id: int, amount: int,
+                             channel: str, key: str, source_id: str | None, actor: str
+                             ) -> _NewPayment | ChargeOutcome:
+        acct = conn.execute(_ACCOUNT_FOR_CHARGE, {"id": account_id}).first()
+        if acct is None:
+            raise LookupError(f"no account with id {account_id}")
+        subject = f"account:{account_id}"
+        again = conn.execute(_BY_KEY, {"key": key}).first()
         if again is not None:  # a concurrent task with the same key got here first
-            return self._replay(again, acct.id, amount)
-        await s.refresh(acct, ["payment_methods"])
-        card = default_card(acct)
+            return self._replay(again, account_id, amount)
+        card = conn.execute(_DEFAULT_CARD, {"id": account_id}).first()
+        today = local_today(acct.time_zone)
         reason: RejectReason | None = None
         if card is None:
             reason = "no_card"
-        elif card.expired(local_today(acct.time_zone)):
-            reason = "card_expired"
+        elif (card.exp_year, card.exp_month) < (today.year, today.month):
+            reason = "card_expired"  # a card is good through the last day of its month
         else:
-            # Both limits in one statement: open payments against the balance, and today's
-            # approved-or-open payments against the daily limit.
-            since = _local_midnight_utc(acct.time_zone)
-            open_ = Payment.state.in_(OPEN_STATES)
-            today = Payment.state.in_(("approved", *OPEN_STATES)) & (
-                Payment.created_at >= since)
-            outstanding, today_total = (await s.execute(select(
-                func.coalesce(func.sum(case((open_, Payment.amount_minor), else_=0)), 0),
-                func.coalesce(func.sum(case((today, Payment.amount_minor), else_=0)), 0),
-            ).where(Payment.account_id == acct.id, open_ | today))).one()
+            outstanding, today_total = conn.execute(_TOTALS, {
+                "id": account_id, "since": _local_midnight_utc(acct.time_zone)}).one()
             if not self.allow_overpay and amount > acct.balance_minor - int(outstanding):
                 reason = "over_balance"
             elif int(today_total) + amount > self.daily_limit_minor:
                 reason = "over_daily_limit"
         if reason is not None:
-            audit.record(s, actor, "payment.rejected", subject, reason=reason, amount=amount,
-                         key=key)
+            audit.append(conn, actor, "payment.rejected", subject, reason=reason,
+                         amount=amount, key=key)
             return Rejected(reason, REJECT_WORDS[reason])
         assert card is not None
-        p = Payment(account_id=acct.id, payment_method_id=card.id, amount_minor=amount,
-                    currency=acct.currency, state="pending", idempotency_key=key,
-                    gateway=self.gateway.name, channel=channel, source_id=source_id)
-        s.add(p)
-        await s.flush()
-        audit.record(s, actor, "payment.pending", f"payment:{p.id}", account=acct.id,
+        pid = conn.execute(_INSERT_PAYMENT, {
+            "account_id": account_id, "payment_method_id": card.id, "amount_minor": amount,
+            "currency": acct.currency, "state": "pending", "idempotency_key": key,
+            "gateway": self.gateway.name, "channel": channel, "source_id": source_id,
+        }).scalar_one()
+        audit.append(conn, actor, "payment.pending", f"payment:{pid}", account=account_id,
                      amount=amount, currency=acct.currency, channel=channel)
-        return p, card.token, card.processor_customer
+        return _NewPayment(pid, account_id, amount, acct.currency, key, card.token,
+                           card.processor_customer)
 
-    async def _call_gateway(self, p: Payment, token: str, customer: str | None,
-                            actor: str) -> ChargeOutcome:
+    async def _call_gateway(self, p: _NewPayment, actor: str) -> ChargeOutcome:
         try:
             result = await self.gateway.charge(
-                token, p.amount_minor, p.currency, p.idempotency_key,
-                {"payment_id": str(p.id), "account_id": str(p.account_id)}, customer=customer)
+                p.token, p.amount_minor, p.currency, p.idempotency_key,
+                {"payment_id": str(p.id), "account_id": str(p.account_id)},
+                customer=p.customer)
         except OutcomeUnknown as exc:
             log.warning("payment %s: outcome unknown (%s); left for the reconciler", p.id, exc)
             return await _settle(p, mark_unknown(self.db, p.id, exc.reference, actor))
@@ -328,7 +349,7 @@ class PaymentService:
             return [_view(p, num) for p, num in rows]
 
 
-async def _settle(p: Payment, recording: Awaitable[Payment]) -> ChargeOutcome:
+async def _settle(p: _NewPayment, recording: Awaitable[StoredPayment]) -> ChargeOutcome:
     """The outcome once recorded; Pending if the database stayed too busy to record it.
 
     The payment is then still pending in the database (committed before the gateway call),
@@ -359,77 +380,141 @@ def _local_midnight_utc(time_zone: str) -> datetime:
 
 
 async def _account_of(db: Database, payment_id: int) -> int:
-    async with db.session() as s:
-        account_id = (await s.execute(select(Payment.account_id).where(
-            Payment.id == payment_id))).scalar_one()
-        return int(account_id)
+    def work(conn: Connection) -> int:
+        row = conn.execute(_BY_ID, {"pid": payment_id}).first()
+        if row is None:
+            raise LookupError(f"no payment with id {payment_id}")
+        return int(row.account_id)
+    return await db.run(work, write=False)
 
 
 async def apply_result(db: Database, payment_id: int, result: ChargeResult,
-                       actor: str, *, account_id: int | None = None) -> Payment:
+                       actor: str, *, account_id: int | None = None) -> StoredPayment:
     """Record the gateway's answer and move the balance in one transaction. A payment that
     is no longer pending/unknown is left alone (someone else settled it first).
 
     ``account_id``: the payment's account when the caller knows it (saves a read)."""
     if account_id is None:
         account_id = await _account_of(db, payment_id)
-    async with db.account_tx(account_id, settle=True) as (s, acct):
-        p = (await s.execute(select(Payment).where(Payment.id == payment_id)
-                             .with_for_update())).scalar_one()
-        if p.account_id != account_id:
-            raise ValueError(f"payment {payment_id} is not on account {account_id}")
-        if p.state not in OPEN_STATES:
+    acct_id: int = account_id
+
+    def work(conn: Connection) -> StoredPayment:
+        # The account first, then the payment: the order every writer takes them in.
+        balance = conn.execute(_BALANCE_FOR_UPDATE, {"id": acct_id}).scalar_one_or_none()
+        if balance is None:
+            raise LookupError(f"no account with id {acct_id}")
+        if result.approved:
+            values = {"new_state": "approved", "code": None, "reason": None}
+        else:
+            values = {"new_state": "declined", "code": result.decline_code,
+                      "reason": (result.reason or reason_for(result.decline_code))[:255]}
+        p = conn.execute(_SETTLE_OPEN, {"pid": payment_id, "acct": acct_id,
+                                        "ref": result.reference, **values}).first()
+        if p is None:  # settled already, or not this account's
+            p = _existing(conn, payment_id)
+            if p.account_id != acct_id:
+                raise ValueError(f"payment {payment_id} is not on account {acct_id}")
             return p
-        p.processor_reference = result.reference or p.processor_reference
         if result.approved:
             if result.amount_minor != p.amount_minor:
                 # Never seen; if it happens a person must look, so do not guess.
                 log.error("payment %s: gateway amount %s != ours %s", p.id,
                           result.amount_minor, p.amount_minor)
-            p.state = "approved"
-            acct.balance_minor -= p.amount_minor
-            if acct.balance_minor <= 0:
-                await _close_statements(s, acct.id)
-        else:
-            p.state = "declined"
-            p.decline_code = result.decline_code
-            p.decline_reason = (result.reason or reason_for(result.decline_code))[:255]
-        audit.record(s, actor, f"payment.{p.state}", f"payment:{p.id}",
-                     reference=p.processor_reference, code=p.decline_code,
-                     balance=acct.balance_minor)
+            balance = conn.execute(_DEBIT, {"acct": acct_id, "amount": p.amount_minor}
+                                   ).scalar_one()
+            if balance <= 0:
+                conn.execute(_CLOSE_STATEMENTS, {"acct": acct_id})
+        audit.append(conn, actor, f"payment.{p.state}", f"payment:{p.id}",
+                     reference=p.processor_reference, code=p.decline_code, balance=balance)
         return p
 
-
-async def _close_statements(s: AsyncSession, account_id: int) -> None:
-    await s.execute(update(Statement).where(
-        Statement.account_id == account_id, Statement.status == "open"
-    ).values(status="paid").execution_options(synchronize_session=False))
+    return await db.run(work, settle=True, account_id=acct_id)
 
 
 async def mark_unknown(db: Database, payment_id: int, reference: str | None, actor: str,
-                       note: str | None = None) -> Payment:
-    # Settling path; on SQLite a read-then-write must BEGIN IMMEDIATE anyway.
-    async with db.write_session(settle=True) as s:
-        p = (await s.execute(select(Payment).where(Payment.id == payment_id)
-                             .with_for_update())).scalar_one()
-        if p.state == "pending":
-            p.state = "unknown"
-            p.processor_reference = reference or p.processor_reference
-            audit.record(s, actor, "payment.unknown", f"payment:{p.id}", note=note)
+                       note: str | None = None) -> StoredPayment:
+    """The gateway's answer is unknown: leave it for the reconciler to ask."""
+    def work(conn: Connection) -> StoredPayment:
+        p = conn.execute(_MARK_UNKNOWN, {"pid": payment_id, "ref": reference}).first()
+        if p is None:
+            return _existing(conn, payment_id)
+        audit.append(conn, actor, "payment.unknown", f"payment:{p.id}", note=note)
         return p
+
+    return await db.run(work, settle=True)
 
 
 async def mark_failed(db: Database, payment_id: int, code: str, message: str,
-                      actor: str) -> Payment:
+                      actor: str) -> StoredPayment:
     """Definitely not charged (the processor refused or never saw it); balance unchanged."""
-    # Settling path; on SQLite a read-then-write must BEGIN IMMEDIATE anyway.
-    async with db.write_session(settle=True) as s:
-        p = (await s.execute(select(Payment).where(Payment.id == payment_id)
-                             .with_for_update())).scalar_one()
-        if p.state in OPEN_STATES:
-            p.state = "failed"
-            p.decline_code = code[:64]
-            p.decline_reason = reason_for(code) if code in REASONS else message[:255]
-            audit.record(s, actor, "payment.failed", f"payment:{p.id}", code=code)
+    reason = reason_for(code) if code in REASONS else message[:255]
+
+    def work(conn: Connection) -> StoredPayment:
+        p = conn.execute(_MARK_FAILED, {"pid": payment_id, "code": code[:64],
+                                        "reason": reason}).first()
+        if p is None:
+            return _existing(conn, payment_id)
+        audit.append(conn, actor, "payment.failed", f"payment:{p.id}", code=code)
         return p
 
+    return await db.run(work, settle=True)
+
+
+def _existing(conn: Connection, payment_id: int) -> StoredPayment:
+    p = conn.execute(_BY_ID, {"pid": payment_id}).first()
+    if p is None:
+        raise LookupError(f"no payment with id {payment_id}")
+    return p  # type: ignore[return-value]
+
+
+# The statements of the charge and settle paths, built once: a statement object reused
+# keeps its compiled form in SQLAlchemy's cache, so a call does not rebuild them.
+_PAYMENT_COLS = (Payment.id, Payment.account_id, Payment.amount_minor, Payment.currency,
+                 Payment.state, Payment.decline_code, Payment.decline_reason,
+                 Payment.processor_reference)
+_BY_KEY = select(*_PAYMENT_COLS).where(Payment.idempotency_key == bindparam("key"))
+_BY_ID = select(*_PAYMENT_COLS).where(Payment.id == bindparam("pid"))
+_ACCOUNT_FOR_CHARGE = (select(Account.balance_minor, Account.currency, Account.time_zone)
+                       .where(Account.id == bindparam("id")).with_for_update())
+# default_card()'s rule: the newest default card, else the newest card.
+_DEFAULT_CARD = (select(PaymentMethod.id, PaymentMethod.token,
+                        PaymentMethod.processor_customer, PaymentMethod.exp_month,
+                        PaymentMethod.exp_year)
+                 .where(PaymentMethod.account_id == bindparam("id"))
+                 .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id.desc()).limit(1))
+# Both limits in one statement: open payments against the balance, and today's
+# approved-or-open payments against the daily limit.
+_OPEN = Payment.state.in_(OPEN_STATES)
+_TODAY = Payment.state.in_(("approved", *OPEN_STATES)) & (
+    Payment.created_at >= bindparam("since"))
+_TOTALS = select(
+    func.coalesce(func.sum(case((_OPEN, Payment.amount_minor), else_=0)), 0),
+    func.coalesce(func.sum(case((_TODAY, Payment.amount_minor), else_=0)), 0),
+).where(Payment.account_id == bindparam("id"), _OPEN | _TODAY)
+_INSERT_PAYMENT = insert(Payment).returning(Payment.id)
+_BALANCE_FOR_UPDATE = (select(Account.balance_minor).where(Account.id == bindparam("id"))
+                       .with_for_update())
+_SETTLE_OPEN = (update(Payment)
+                .where(Payment.id == bindparam("pid"), Payment.account_id == bindparam("acct"),
+                       Payment.state.in_(OPEN_STATES))
+                .values(state=bindparam("new_state"), decline_code=bindparam("code"),
+                        decline_reason=bindparam("reason"),
+                        processor_reference=func.coalesce(bindparam("ref"),
+                                                          Payment.processor_reference))
+                .returning(*_PAYMENT_COLS))
+_MARK_UNKNOWN = (update(Payment)
+                 .where(Payment.id == bindparam("pid"), Payment.state == "pending")
+                 .values(state="unknown", processor_reference=func.coalesce(
+                     bindparam("ref"), Payment.processor_reference))
+                 .returning(*_PAYMENT_COLS))
+_MARK_FAILED = (update(Payment)
+                .where(Payment.id == bindparam("pid"), Payment.state.in_(OPEN_STATES))
+                .values(state="failed", decline_code=bindparam("code"),
+                        decline_reason=bindparam("reason"))
+                .returning(*_PAYMENT_COLS))
+_DEBIT = (update(Account).where(Account.id == bindparam("acct"))
+          .values(balance_minor=Account.balance_minor - bindparam("amount"))
+          .returning(Account.balance_minor))
+_CLOSE_STATEMENTS = (update(Statement)
+                     .where(Statement.account_id == bindparam("acct"), Statement.status == "open")
+                     .values(status="paid"))
