@@ -264,7 +264,8 @@ class Database:
         """Run ``work(connection)`` in one transaction: commit if it returns, roll back if
         it raises. ``work`` is synchronous Core code, so the same function runs on both
         databases: on a SQLite file in a worker thread (one thread hop for the whole
-        transaction), otherwise on the async engine through ``run_sync``.
+        transaction), otherwise on the async engine through ``run_sync`` (there it runs on
+        the event loop's thread, awaiting each statement: it must not block otherwise).
 
         ``write``: takes the write turn (SQLite: BEGIN IMMEDIATE, see write_session);
         ``settle``: as in write_session; ``account_id``: also hold that account's
@@ -275,7 +276,8 @@ class Database:
         lock = self._account_lock(account_id) if account_id is not None else None
         async with lock or nullcontext():
             if self._sync is None:
-                return await self._run_async(work, write, settle)
+                return await _finish_even_if_cancelled(
+                    asyncio.ensure_future(self._run_async(work, write, settle)))
             if not write:
                 assert self._read_threads is not None
                 async with _explained("a connection", self.pool_timeout):
@@ -392,8 +394,9 @@ def _sync_tx(engine: Engine, work: Work[T]) -> T:
 
 
 async def _finish_even_if_cancelled(fut: asyncio.Future[T]) -> T:
-    """Await a worker thread's result; if cancelled meanwhile, wait for the thread to end
-    (it cannot be stopped, and whoever holds a lock for it must hold it until then)."""
+    """Await a transaction's result; if cancelled meanwhile, wait for it to end first (a
+    worker thread cannot be stopped, and whoever holds a lock for it must hold it until
+    then; an async one finishes too, so both databases behave alike)."""
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
