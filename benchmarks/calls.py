@@ -125,6 +125,7 @@ def db_counts(path: Path) -> dict[str, int]:
 def serve_starpay(profile: str | None) -> None:
     """`ivr serve` as the CLI runs it, plus a PORT line for the parent."""
     from ivr import config, log
+    from ivr.agi.server import tune_gc
     from ivr.commands.serve import serve
 
     cfg = config.load()
@@ -137,7 +138,11 @@ def serve_starpay(profile: str | None) -> None:
         prof = cProfile.Profile()
         prof.enable()
     try:
-        asyncio.run(serve(cfg, ready=lambda s: print(f"PORT {s.port}", flush=True)))
+        def ready(server: Any) -> None:
+            tune_gc()  # as `ivr serve` does once it listens
+            print(f"PORT {server.port}", flush=True)
+
+        asyncio.run(serve(cfg, ready=ready))
     finally:
         if prof:
             prof.disable()
@@ -220,6 +225,11 @@ class Server:
         assert self.ps is not None
         return cpu_s(self.ps)
 
+    def sys_cpu(self) -> float:
+        """Kernel time alone (socket calls, fsync of the database's commits)."""
+        assert self.ps is not None
+        return float(self.ps.cpu_times().system)
+
     def main_thread_cpu(self) -> float:
         """CPU of the event loop's thread alone (the rest: aiosqlite's worker threads)."""
         assert self.ps is not None
@@ -284,6 +294,7 @@ class FakeRun:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     loop_cpu_s: float = 0.0
+    sys_cpu_s: float = 0.0
     rss_idle: int = 0
     rss_held: int = 0
     rtts: list[float] = field(default_factory=list)
@@ -316,6 +327,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
                            uniqueid=f"{stamp}.warm", responder=caller()).run(30)
         await asyncio.sleep(0.3)
         res.rss_idle, cpu0, loop0 = server.rss(), server.cpu(), server.main_thread_cpu()
+        sys0 = server.sys_cpu()
         all_in = asyncio.Event()
         gate = asyncio.Semaphore(256)  # the listen backlog is not what we measure
         rng = random.Random(1)
@@ -360,6 +372,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
         res.wall_s = time.perf_counter() - started
         res.cpu_s = server.cpu() - cpu0
         res.loop_cpu_s = server.main_thread_cpu() - loop0
+        res.sys_cpu_s = server.sys_cpu() - sys0
         res.load = load_average()
     finally:
         await server.stop()
@@ -394,6 +407,8 @@ def print_fake(runs: list[FakeRun], n: int, think_ms: float, commands: int) -> N
         ("server CPU per call (ms)", lambda r: r.cpu_ms_per_call, "{:.2f}"),
         ("  of which the event loop thread",
          lambda r: r.loop_cpu_s / max(1, r.completed) * 1000, "{:.2f}"),
+        ("  of which in the kernel",
+         lambda r: r.sys_cpu_s / max(1, r.completed) * 1000, "{:.2f}"),
         ("server CPU per command (us)",
          lambda r: r.cpu_s / max(1, r.completed * commands) * 1e6, "{:.0f}"),
         ("server RSS idle (MiB)", lambda r: r.rss_idle / 2**20, "{:.1f}"),
