@@ -19,6 +19,12 @@ Waits for the database are bounded but generous, and recording a charge's outcom
   gateway-approved charge from being recorded.
 
 A wait that runs out logs which wait it was and raises :class:`DatabaseBusy`.
+
+The hot paths (a call's look-up, charge, settlement and call record) use
+:meth:`Database.run`: the transaction's body is plain synchronous Core code, run whole in a
+worker thread on SQLite (one thread hop per transaction instead of aiosqlite's several per
+statement) and through ``run_sync`` on PostgreSQL; same locks, same write turns. The rest
+(admin commands, imports, verification) keeps the ORM sessions above.
 """
 
 from __future__ import annotations
