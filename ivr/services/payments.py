@@ -260,19 +260,18 @@ class PaymentService:
     def _validate_and_insert(self, conn: Connection, account_id: int, amount: int,
                              channel: str, key: str, source_id: str | None, actor: str
                              ) -> _NewPayment | ChargeOutcome:
-        acct = conn.execute(_ACCOUNT_FOR_CHARGE, {"id": account_id}).first()
+        acct = conn.execute(_ACCOUNT_AND_CARD, {"id": account_id}).first()
         if acct is None:
             raise LookupError(f"no account with id {account_id}")
         subject = f"account:{account_id}"
         again = conn.execute(_BY_KEY, {"key": key}).first()
         if again is not None:  # a concurrent task with the same key got here first
             return self._replay(again, account_id, amount)
-        card = conn.execute(_DEFAULT_CARD, {"id": account_id}).first()
         today = local_today(acct.time_zone)
         reason: RejectReason | None = None
-        if card is None:
+        if acct.card_id is None:
             reason = "no_card"
-        elif (card.exp_year, card.exp_month) < (today.year, today.month):
+        elif (acct.exp_year, acct.exp_month) < (today.year, today.month):
             reason = "card_expired"  # a card is good through the last day of its month
         else:
             outstanding, today_total = conn.execute(_TOTALS, {
@@ -285,16 +284,15 @@ class PaymentService:
             audit.append(conn, actor, "payment.rejected", subject, reason=reason,
                          amount=amount, key=key)
             return Rejected(reason, REJECT_WORDS[reason])
-        assert card is not None
         pid = conn.execute(_INSERT_PAYMENT, {
-            "account_id": account_id, "payment_method_id": card.id, "amount_minor": amount,
+            "account_id": account_id, "payment_method_id": acct.card_id, "amount_minor": amount,
             "currency": acct.currency, "state": "pending", "idempotency_key": key,
             "gateway": self.gateway.name, "channel": channel, "source_id": source_id,
         }).scalar_one()
         audit.append(conn, actor, "payment.pending", f"payment:{pid}", account=account_id,
                      amount=amount, currency=acct.currency, channel=channel)
-        return _NewPayment(pid, account_id, amount, acct.currency, key, card.token,
-                           card.processor_customer)
+        return _NewPayment(pid, account_id, amount, acct.currency, key, acct.token,
+                           acct.processor_customer)
 
     async def _call_gateway(self, p: _NewPayment, actor: str) -> ChargeOutcome:
         try:
@@ -399,10 +397,14 @@ async def apply_result(db: Database, payment_id: int, result: ChargeResult,
     acct_id: int = account_id
 
     def work(conn: Connection) -> StoredPayment:
-        # The account first, then the payment: the order every writer takes them in.
-        balance = conn.execute(_BALANCE_FOR_UPDATE, {"id": acct_id}).scalar_one_or_none()
-        if balance is None:
-            raise LookupError(f"no account with id {acct_id}")
+        balance: int | None = None
+        if not result.approved or conn.dialect.name != "sqlite":
+            # PostgreSQL: the account's row lock first, then the payment's, the order every
+            # writer takes them in (on SQLite the write turn is the lock, and an approval
+            # reads the new balance from the debit below).
+            balance = conn.execute(_BALANCE_FOR_UPDATE, {"id": acct_id}).scalar_one_or_none()
+            if balance is None:
+                raise LookupError(f"no account with id {acct_id}")
         if result.approved:
             values = {"new_state": "approved", "code": None, "reason": None}
         else:
@@ -474,14 +476,16 @@ _PAYMENT_COLS = (Payment.id, Payment.account_id, Payment.amount_minor, Payment.c
                  Payment.processor_reference)
 _BY_KEY = select(*_PAYMENT_COLS).where(Payment.idempotency_key == bindparam("key"))
 _BY_ID = select(*_PAYMENT_COLS).where(Payment.id == bindparam("pid"))
-_ACCOUNT_FOR_CHARGE = (select(Account.balance_minor, Account.currency, Account.time_zone)
-                       .where(Account.id == bindparam("id")).with_for_update())
-# default_card()'s rule: the newest default card, else the newest card.
-_DEFAULT_CARD = (select(PaymentMethod.id, PaymentMethod.token,
-                        PaymentMethod.processor_customer, PaymentMethod.exp_month,
-                        PaymentMethod.exp_year)
-                 .where(PaymentMethod.account_id == bindparam("id"))
-                 .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id.desc()).limit(1))
+# The account (row-locked) and its card on file in one statement; default_card()'s rule:
+# the newest default card, else the newest card.
+_ACCOUNT_AND_CARD = (
+    select(Account.balance_minor, Account.currency, Account.time_zone,
+           PaymentMethod.id.label("card_id"), PaymentMethod.token,
+           PaymentMethod.processor_customer, PaymentMethod.exp_month, PaymentMethod.exp_year)
+    .outerjoin(PaymentMethod, PaymentMethod.account_id == Account.id)
+    .where(Account.id == bindparam("id"))
+    .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id.desc()).limit(1)
+    .with_for_update(of=Account))
 # Both limits in one statement: open payments against the balance, and today's
 # approved-or-open payments against the daily limit.
 _OPEN = Payment.state.in_(OPEN_STATES)

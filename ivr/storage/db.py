@@ -30,13 +30,14 @@ statement) and through ``run_sync`` on PostgreSQL; same locks, same write turns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,9 +112,15 @@ class WriterQueue:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free and nobody waits (no await, no timer)."""
+        if self._held or self._waiters:
+            return False
+        self._held = True
+        return True
+
     async def acquire(self, priority: int = ORDINARY) -> None:
-        if not self._held and not self._waiters:
-            self._held = True
+        if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (priority, next(self._seq), fut)
@@ -279,22 +286,28 @@ class Database:
 
         Once started, a transaction finishes even if the caller is cancelled (the
         cancellation waits for it), so a write turn is never handed on mid-transaction."""
-        lock = self._account_lock(account_id) if account_id is not None else None
-        async with lock or nullcontext():
-            if self._sync is None:
-                return await _finish_even_if_cancelled(
-                    asyncio.ensure_future(self._run_async(work, write, settle)))
-            if not write:
-                assert self._read_threads is not None
-                async with _explained("a connection", self.pool_timeout):
-                    return await _finish_even_if_cancelled(asyncio.get_running_loop()
-                        .run_in_executor(self._read_threads, _sync_tx, self._sync, work))
-            async with self._write_turn(settle):
-                assert self._write_thread is not None and self._sync_write is not None
-                async with _explained("a connection", self.pool_timeout):
-                    return await _finish_even_if_cancelled(asyncio.get_running_loop()
-                        .run_in_executor(self._write_thread, _sync_tx, self._sync_write,
-                                         work))
+        if account_id is None:
+            return await self._run(work, write, settle)
+        async with self._account_lock(account_id):
+            return await self._run(work, write, settle)
+
+    async def _run(self, work: Work[T], write: bool, settle: bool) -> T:
+        # Written for the common case (a free write turn, no errors): this runs four or
+        # five times per call, and every context manager or extra future costs CPU.
+        if self._sync is None:
+            return await _finish_even_if_cancelled(
+                asyncio.ensure_future(self._run_async(work, write, settle)))
+        if not write:
+            assert self._read_threads is not None
+            return await _in_thread(self._read_threads, self._sync, work, self.pool_timeout)
+        assert self.writers is not None and self._write_thread is not None
+        if not self.writers.try_acquire():
+            await self._wait_turn(settle)
+        try:
+            return await _in_thread(self._write_thread, self._sync_write, work,
+                                    self.pool_timeout)
+        finally:
+            self.writers.release()
 
     async def _run_async(self, work: Work[T], write: bool, settle: bool) -> T:
         if not write:
@@ -340,6 +353,14 @@ class Database:
         if self.writers is None:
             yield
             return
+        await self._wait_turn(settle)
+        try:
+            yield
+        finally:
+            self.writers.release()
+
+    async def _wait_turn(self, settle: bool) -> None:
+        assert self.writers is not None
         wait = self.settle_timeout if settle else self.pool_timeout
         try:
             async with asyncio.timeout(wait):
@@ -349,10 +370,6 @@ class Database:
                       "the service is overloaded", wait, self.writers.waiting)
             raise DatabaseBusy(f"no turn to write to the database within {wait:.0f} s; "
                                "the service is overloaded, retry later") from None
-        try:
-            yield
-        finally:
-            self.writers.release()
 
     @asynccontextmanager
     async def account_tx(self, account_id: int, *, settle: bool = False
@@ -399,6 +416,26 @@ def _sync_tx(engine: Engine, work: Work[T]) -> T:
         return work(conn)
 
 
+async def _in_thread(pool: ThreadPoolExecutor, engine: Engine, work: Work[T],
+                     wait: float) -> T:
+    """``work`` in one transaction on a worker thread; a cancelled caller still waits for
+    the thread to finish (see Database.run); failures explained as in _explained."""
+    done = pool.submit(_sync_tx, engine, work)
+    try:
+        try:
+            return await asyncio.wrap_future(done)
+        except asyncio.CancelledError:
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([asyncio.wrap_future(done)])
+            raise
+    except Exception as exc:
+        explained = _storage_error(exc, "a connection", wait)
+        if explained is None:
+            raise
+        raise explained from exc
+
+
 async def _finish_even_if_cancelled(fut: asyncio.Future[T]) -> T:
     """Await a transaction's result; if cancelled meanwhile, wait for it to end first (a
     worker thread cannot be stopped, and whoever holds a lock for it must hold it until
@@ -434,22 +471,30 @@ async def _explained(what: str = "a connection", wait: float = POOL_TIMEOUT_S
     """Turn connection failures into StorageError so commands print advice, not tracebacks."""
     try:
         yield
-    except PoolTimeout as exc:
+    except Exception as exc:
+        explained = _storage_error(exc, what, wait)
+        if explained is None:
+            raise
+        raise explained from exc
+
+
+def _storage_error(exc: BaseException, what: str, wait: float) -> StorageError | None:
+    """The StorageError (with advice) that explains ``exc``, or None to let it through."""
+    if isinstance(exc, PoolTimeout):
         log.error("database busy: waited %.0f s for %s in vain; the service is overloaded",
                   wait, what)
-        raise DatabaseBusy(f"no database connection within {wait:.0f} s; the service is "
-                           "overloaded, retry later") from exc
-    except (OSError, ConnectionError) as exc:
-        raise DatabaseUnavailable(f"the database went away: {exc}; check it is running "
-                                  "and retry") from exc
-    except OperationalError as exc:
+        return DatabaseBusy(f"no database connection within {wait:.0f} s; the service is "
+                            "overloaded, retry later")
+    if isinstance(exc, OSError | ConnectionError):
+        return DatabaseUnavailable(f"the database went away: {exc}; check it is running "
+                                   "and retry")
+    if isinstance(exc, OperationalError):
         msg = str(exc.orig)
         if "no such table" in msg or "does not exist" in msg:
-            raise DatabaseNotInitialised(
-                "database not initialised: run `ivr db upgrade`") from exc
+            return DatabaseNotInitialised("database not initialised: run `ivr db upgrade`")
         if "database is locked" in msg:  # another process kept SQLite's write lock too long
             log.error("database busy: the SQLite file stayed locked by another process "
                       "past busy_timeout")
-            raise DatabaseBusy("the database file stayed locked by another process; "
-                               "retry later") from exc
-        raise
+            return DatabaseBusy("the database file stayed locked by another process; "
+                                "retry later")
+    return None
