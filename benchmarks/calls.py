@@ -497,6 +497,8 @@ class LevelRun:
     wall_s: float = 0.0
     ast_cpu: float = 0.0
     srv_cpu: float = 0.0
+    srv_loop_cpu: float = 0.0  # the server's event-loop thread alone
+    srv_sys_cpu: float = 0.0  # the server's kernel time
     drv_cpu: float = 0.0
     approved: int | None = None
     load: str = ""
@@ -520,6 +522,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
     live = 0
     try:
         a0, s0, d0 = cpu_s(ast_ps), server.cpu(), cpu_s(me)
+        l0, k0 = server.main_thread_cpu(), server.sys_cpu()
 
         async def one(i: int) -> None:
             nonlocal live
@@ -562,6 +565,8 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
         await asyncio.gather(*(one(i) for i in range(n)))
         res.wall_s = time.monotonic() - started
         res.ast_cpu, res.srv_cpu = cpu_s(ast_ps) - a0, server.cpu() - s0
+        res.srv_loop_cpu = server.main_thread_cpu() - l0
+        res.srv_sys_cpu = server.sys_cpu() - k0
         res.drv_cpu = cpu_s(me) - d0
         res.load = load_average()
     finally:
@@ -614,7 +619,9 @@ async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
                     runs.append(run)
                     print(f"  {run.ok}/{n} ok, mean call {run.mean:.1f} s, peak live "
                           f"{run.peak_live}, asterisk {run.ast_cpu / n * 1000:.1f} ms/call, "
-                          f"{kind} {run.srv_cpu / n * 1000:.1f} ms/call"
+                          f"{kind} {run.srv_cpu / n * 1000:.1f} ms/call (event loop "
+                          f"{run.srv_loop_cpu / n * 1000:.1f}, kernel "
+                          f"{run.srv_sys_cpu / n * 1000:.1f})"
                           + (f"; {run.note}" if run.note else ""), flush=True)
                     await asyncio.sleep(2)  # let Asterisk tear the channels down
     finally:
