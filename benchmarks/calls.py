@@ -498,6 +498,7 @@ class LevelRun:
     ast_cpu: float = 0.0
     srv_cpu: float = 0.0
     srv_loop_cpu: float = 0.0  # the server's event-loop thread alone
+    commands: list[int] = field(default_factory=list)  # AGI commands per completed call
     srv_sys_cpu: float = 0.0  # the server's kernel time
     drv_cpu: float = 0.0
     approved: int | None = None
@@ -550,6 +551,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
                     await call.wait_for(r"^STREAM FILE starpay/approved\b", timeout=timeout)
                     await call.wait_end(timeout=timeout)
                 res.durations.append(time.monotonic() - t0)
+                res.commands.append(len(call.heard))
                 res.ok += 1
             except Exception as exc:  # e.g. AMI "Channel not found": one call, not the run
                 res.failed += 1
@@ -621,7 +623,8 @@ async def run_asterisk(args: argparse.Namespace, template: Path, script: Path,
                           f"{run.peak_live}, asterisk {run.ast_cpu / n * 1000:.1f} ms/call, "
                           f"{kind} {run.srv_cpu / n * 1000:.1f} ms/call (event loop "
                           f"{run.srv_loop_cpu / n * 1000:.1f}, kernel "
-                          f"{run.srv_sys_cpu / n * 1000:.1f})"
+                          f"{run.srv_sys_cpu / n * 1000:.1f}), "
+                          f"{statistics.fmean(run.commands or [0]):.1f} AGI commands/call"
                           + (f"; {run.note}" if run.note else ""), flush=True)
                     await asyncio.sleep(2)  # let Asterisk tear the channels down
     finally:
