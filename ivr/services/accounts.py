@@ -191,17 +191,17 @@ class AccountService:
 
     async def by_phone(self, e164: str) -> list[AccountView]:
         """Every account this number belongs to (one number may pay for several)."""
-        return await self._views(_BY_PHONE, {"e164": e164})
+        return await self._look_up(_BY_PHONE, {"e164": e164})
 
     async def by_number(self, account_number: str) -> AccountView | None:
-        found = await self._views(_BY_NUMBER, {"number": account_number.strip()})
+        found = await self._look_up(_BY_NUMBER, {"number": account_number.strip()})
         return found[0] if found else None
 
     async def get(self, account_id: int) -> AccountView | None:
-        found = await self._views(_BY_ID, {"account_id": account_id})
+        found = await self._look_up(_BY_ID, {"account_id": account_id})
         return found[0] if found else None
 
-    async def _views(self, query: Select[Any], params: dict[str, Any]) -> list[AccountView]:
+    async def _look_up(self, query: Select[Any], params: dict[str, Any]) -> list[AccountView]:
         rows = await self.db.run(lambda conn: conn.execute(query, params).all(), write=False)
         return _views(rows)
 

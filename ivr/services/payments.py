@@ -42,7 +42,7 @@ from ivr.gateways.base import (
 )
 from ivr.services.accounts import local_today
 from ivr.storage import audit
-from ivr.storage.db import Database, DatabaseBusy
+from ivr.storage.db import Database, DatabaseBusy, lock_account
 from ivr.storage.models import Account, Payment, PaymentMethod, Statement
 
 log = logging.getLogger(__name__)
@@ -402,9 +402,7 @@ async def apply_result(db: Database, payment_id: int, result: ChargeResult,
             # PostgreSQL: the account's row lock first, then the payment's, the order every
             # writer takes them in (on SQLite the write turn is the lock, and an approval
             # reads the new balance from the debit below).
-            balance = conn.execute(_BALANCE_FOR_UPDATE, {"id": acct_id}).scalar_one_or_none()
-            if balance is None:
-                raise LookupError(f"no account with id {acct_id}")
+            balance = lock_account(conn, acct_id)
         if result.approved:
             values = {"new_state": "approved", "code": None, "reason": None}
         else:
@@ -496,8 +494,6 @@ _TOTALS = select(
     func.coalesce(func.sum(case((_TODAY, Payment.amount_minor), else_=0)), 0),
 ).where(Payment.account_id == bindparam("id"), _OPEN | _TODAY)
 _INSERT_PAYMENT = insert(Payment).returning(Payment.id)
-_BALANCE_FOR_UPDATE = (select(Account.balance_minor).where(Account.id == bindparam("id"))
-                       .with_for_update())
 _SETTLE_OPEN = (update(Payment)
                 .where(Payment.id == bindparam("pid"), Payment.account_id == bindparam("acct"),
                        Payment.state.in_(OPEN_STATES))

@@ -30,7 +30,6 @@ statement) and through ``run_sync`` on PostgreSQL; same locks, same write turns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -400,15 +399,18 @@ class Database:
                 "database not initialised: run `ivr db upgrade`")
 
 
-def lock_account(conn: Connection, account_id: int) -> None:
+def lock_account(conn: Connection, account_id: int) -> int:
     """Take the account's row lock (PostgreSQL; on SQLite the write turn is the lock) so
-    writers to one account queue in the database too, not only in this process. Raises
-    LookupError if there is no such account."""
-    if conn.execute(_LOCK_ACCOUNT, {"id": account_id}).first() is None:
+    writers to one account queue in the database too, not only in this process; return
+    its balance (minor units). Raises LookupError if there is no such account."""
+    balance = conn.execute(_LOCK_ACCOUNT, {"id": account_id}).scalar_one_or_none()
+    if balance is None:
         raise LookupError(f"no account with id {account_id}")
+    return int(balance)
 
 
-_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("id")).with_for_update()
+_LOCK_ACCOUNT = (select(Account.balance_minor).where(Account.id == bindparam("id"))
+                 .with_for_update())
 
 
 def _sync_tx(engine: Engine, work: Work[T]) -> T:
@@ -420,15 +422,9 @@ async def _in_thread(pool: ThreadPoolExecutor, engine: Engine, work: Work[T],
                      wait: float) -> T:
     """``work`` in one transaction on a worker thread; a cancelled caller still waits for
     the thread to finish (see Database.run); failures explained as in _explained."""
-    done = pool.submit(_sync_tx, engine, work)
     try:
-        try:
-            return await asyncio.wrap_future(done)
-        except asyncio.CancelledError:
-            while not done.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([asyncio.wrap_future(done)])
-            raise
+        return await _finish_even_if_cancelled(
+            asyncio.wrap_future(pool.submit(_sync_tx, engine, work)))
     except Exception as exc:
         explained = _storage_error(exc, "a connection", wait)
         if explained is None:

@@ -11,6 +11,7 @@ import time
 import pytest
 from sqlalchemy import Connection, func, select, text
 
+from ivr.services.accounts import AccountService
 from ivr.storage import audit
 from ivr.storage.db import lock_account
 from ivr.storage.models import AuditEntry
@@ -40,9 +41,10 @@ async def test_commits_on_return_and_rolls_back_on_error(db):
     assert await db.run(_count("run.fails"), write=False) == 0
 
 
-async def test_lock_account_raises_for_unknown_account(db):
+async def test_lock_account_returns_balance_and_raises_for_unknown_account(db):
     acct_id = await make_account(db)
-    assert await db.run(lambda conn: lock_account(conn, acct_id), account_id=acct_id) is None
+    balance = await db.run(lambda conn: lock_account(conn, acct_id), account_id=acct_id)
+    assert balance == (await AccountService(db).get(acct_id)).balance_minor  # type: ignore[union-attr]
     with pytest.raises(LookupError):
         await db.run(lambda conn: lock_account(conn, 999_999), account_id=999_999)
 
