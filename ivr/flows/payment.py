@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
 
 from ivr.flows.context import Call, Receipt
 from ivr.flows.prompter import WantsAgent
 from ivr.prompts import speech
 from ivr.services.accounts import AccountView
 from ivr.services.payments import Approved, ChargeOutcome, Declined, Pending, Rejected
+
+if TYPE_CHECKING:  # an opaque handle the payment service passes to the call log
+    from ivr.storage.tx import Tx
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,9 @@ async def charge(call: Call, account: AccountView, amount: int) -> ChargeOutcome
     key = f"ivr:{call.session.uniqueid}:{call.charge_attempts}"
     call.facts.account_id = account.id
 
-    def record_call(conn: Connection, payment_id: int) -> None:
+    def record_call(tx: Tx, payment_id: int) -> None:
         # Committed with the pending payment: a crash from here on still leaves the record.
-        call.ctx.calls.stage(conn, call.facts, payment_id)
+        call.ctx.calls.stage(tx, call.facts, payment_id)
 
     task = asyncio.ensure_future(call.ctx.payments.charge(
         account.id, amount, "ivr", key, source_id=call.session.uniqueid,

@@ -202,7 +202,7 @@ class AccountService:
         return found[0] if found else None
 
     async def _look_up(self, query: Select[Any], params: dict[str, Any]) -> list[AccountView]:
-        rows = await self.db.run(lambda conn: conn.execute(query, params).all(), write=False)
+        rows = await self.db.run(lambda tx: tx.execute(query, params).all(), write=False)
         return _views(rows)
 
     async def statements(self, account_id: int, open_only: bool = False

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import bindparam, insert, update
 
 from ivr.storage.calls import CallRecord
 from ivr.storage.db import Database
+from ivr.storage.tx import Tx
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,14 @@ class CallLog:
         self._queue: list[tuple[CallFacts, dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    def stage(self, conn: Connection, facts: CallFacts, payment_id: int) -> None:
+    def stage(self, tx: Tx, facts: CallFacts, payment_id: int) -> None:
         """Write the record so far inside the caller's transaction (the pending payment's),
         so it commits, or not, with the payment. Synchronous: it runs in that
         transaction's body (PaymentService.charge's ``on_pending``)."""
         values = _values(facts) | {"payment_id": payment_id}
-        if facts.record_id is not None and _update(conn, facts.record_id, values):
+        if facts.record_id is not None and _update(tx, facts.record_id, values):
             return
-        facts.record_id = conn.execute(_INSERT, values).scalar_one()
+        facts.record_id = tx.execute(_INSERT, values).scalar_one()
 
     async def close(self, facts: CallFacts) -> None:
         """Write the finished record; returns once it is committed."""
@@ -115,17 +116,15 @@ class CallLog:
 
     async def _write(self, batch: list[tuple[CallFacts, dict[str, Any],
                                              asyncio.Future[None]]]) -> None:
-        def work(conn: Connection) -> list[tuple[CallFacts, int]]:
-            new = [(f, v) for f, v, _ in batch
-                   if f.record_id is None or not _update(conn, f.record_id, v)]
-            if not new:
-                return []
-            ids = conn.execute(_INSERT_MANY, [v for _, v in new]).scalars().all()
-            return [(f, rid) for (f, _), rid in zip(new, ids, strict=True)]
+        def work(tx: Tx) -> list[tuple[CallFacts, int]]:
+            return [(f, tx.execute(_INSERT, v).scalar_one()) for f, v, _ in batch
+                    if f.record_id is None or not _update(tx, f.record_id, v)]
 
         # Ids are set only after the commit: a rolled-back batch must not leave a record_id
         # pointing at no row.
-        for facts, rid in await self.db.run(work):
+        # Not durable: a power cut may lose the last records (never a crash of this
+        # process); a payment's record was committed durably with its pending payment.
+        for facts, rid in await self.db.run(work, durable=False):
             facts.record_id = rid
         _finish(batch, None)
 
@@ -134,14 +133,13 @@ class CallLog:
             return await s.get(CallRecord, record_id)
 
 
-def _update(conn: Connection, record_id: int, values: dict[str, Any]) -> bool:
+def _update(tx: Tx, record_id: int, values: dict[str, Any]) -> bool:
     """Rewrite an existing record; False if it is not there (then it is inserted)."""
-    res = conn.execute(_UPDATE, values | {"rid": record_id})
+    res = tx.execute(_UPDATE, values | {"rid": record_id})
     return bool(res.rowcount == 1)
 
 
 _INSERT = insert(CallRecord).returning(CallRecord.id)
-_INSERT_MANY = insert(CallRecord).returning(CallRecord.id, sort_by_parameter_order=True)
 _UPDATE = update(CallRecord).where(CallRecord.id == bindparam("rid"))
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, time
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, bindparam, case, func, insert, select, update
+from sqlalchemy import Row, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ivr.gateways.base import (
@@ -44,6 +44,7 @@ from ivr.services.accounts import local_today
 from ivr.storage import audit
 from ivr.storage.db import Database, DatabaseBusy, lock_account
 from ivr.storage.models import Account, Payment, PaymentMethod, Statement
+from ivr.storage.tx import Tx
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Rejected:
 ChargeOutcome = Approved | Declined | Pending | Rejected
 # Extra writes to commit atomically with a new pending payment: (connection, payment id).
 # Synchronous Core code: it runs inside the transaction's body (see Database.run).
-PendingHook = Callable[[Connection, int], None]
+PendingHook = Callable[[Tx, int], None]
 
 
 class StoredPayment(Protocol):
@@ -229,7 +230,7 @@ class PaymentService:
 
     async def _by_key(self, key: str) -> Row[Any] | None:
         return await self.db.run(
-            lambda conn: conn.execute(_BY_KEY, {"key": key}).first(), write=False)
+            lambda tx: tx.execute(_BY_KEY, {"key": key}).first(), write=False)
 
     @staticmethod
     def _replay(p: StoredPayment, account_id: int, amount_minor: int) -> ChargeOutcome:
@@ -241,11 +242,11 @@ class PaymentService:
                               source_id: str | None, actor: str,
                               on_pending: PendingHook | None = None
                               ) -> _NewPayment | ChargeOutcome:
-        def work(conn: Connection) -> _NewPayment | ChargeOutcome:
-            created = self._validate_and_insert(conn, account_id, amount, channel, key,
+        def work(tx: Tx) -> _NewPayment | ChargeOutcome:
+            created = self._validate_and_insert(tx, account_id, amount, channel, key,
                                                 source_id, actor)
             if on_pending is not None and isinstance(created, _NewPayment):
-                on_pending(conn, created.id)
+                on_pending(tx, created.id)
             return created
 
         try:
@@ -257,14 +258,14 @@ class PaymentService:
                 return self._replay(existing, account_id, amount)
             return Rejected("no_account", REJECT_WORDS["no_account"])
 
-    def _validate_and_insert(self, conn: Connection, account_id: int, amount: int,
+    def _validate_and_insert(self, tx: Tx, account_id: int, amount: int,
                              channel: str, key: str, source_id: str | None, actor: str
                              ) -> _NewPayment | ChargeOutcome:
-        acct = conn.execute(_ACCOUNT_AND_CARD, {"id": account_id}).first()
+        acct = tx.execute(_ACCOUNT_AND_CARD, {"id": account_id}).first()
         if acct is None:
             raise LookupError(f"no account with id {account_id}")
         subject = f"account:{account_id}"
-        again = conn.execute(_BY_KEY, {"key": key}).first()
+        again = tx.execute(_BY_KEY, {"key": key}).first()
         if again is not None:  # a concurrent task with the same key got here first
             return self._replay(again, account_id, amount)
         today = local_today(acct.time_zone)
@@ -274,22 +275,22 @@ class PaymentService:
         elif (acct.exp_year, acct.exp_month) < (today.year, today.month):
             reason = "card_expired"  # a card is good through the last day of its month
         else:
-            outstanding, today_total = conn.execute(_TOTALS, {
+            outstanding, today_total = tx.execute(_TOTALS, {
                 "id": account_id, "since": _local_midnight_utc(acct.time_zone)}).one()
             if not self.allow_overpay and amount > acct.balance_minor - int(outstanding):
                 reason = "over_balance"
             elif int(today_total) + amount > self.daily_limit_minor:
                 reason = "over_daily_limit"
         if reason is not None:
-            audit.append(conn, actor, "payment.rejected", subject, reason=reason,
+            audit.append(tx, actor, "payment.rejected", subject, reason=reason,
                          amount=amount, key=key)
             return Rejected(reason, REJECT_WORDS[reason])
-        pid = conn.execute(_INSERT_PAYMENT, {
+        pid = tx.execute(_INSERT_PAYMENT, {
             "account_id": account_id, "payment_method_id": acct.card_id, "amount_minor": amount,
             "currency": acct.currency, "state": "pending", "idempotency_key": key,
             "gateway": self.gateway.name, "channel": channel, "source_id": source_id,
         }).scalar_one()
-        audit.append(conn, actor, "payment.pending", f"payment:{pid}", account=account_id,
+        audit.append(tx, actor, "payment.pending", f"payment:{pid}", account=account_id,
                      amount=amount, currency=acct.currency, channel=channel)
         return _NewPayment(pid, account_id, amount, acct.currency, key, acct.token,
                            acct.processor_customer)
@@ -378,8 +379,8 @@ def _local_midnight_utc(time_zone: str) -> datetime:
 
 
 async def _account_of(db: Database, payment_id: int) -> int:
-    def work(conn: Connection) -> int:
-        row = conn.execute(_BY_ID, {"pid": payment_id}).first()
+    def work(tx: Tx) -> int:
+        row = tx.execute(_BY_ID, {"pid": payment_id}).first()
         if row is None:
             raise LookupError(f"no payment with id {payment_id}")
         return int(row.account_id)
@@ -396,22 +397,22 @@ async def apply_result(db: Database, payment_id: int, result: ChargeResult,
         account_id = await _account_of(db, payment_id)
     acct_id: int = account_id
 
-    def work(conn: Connection) -> StoredPayment:
+    def work(tx: Tx) -> StoredPayment:
         balance: int | None = None
-        if not result.approved or conn.dialect.name != "sqlite":
+        if not result.approved or tx.dialect != "sqlite":
             # PostgreSQL: the account's row lock first, then the payment's, the order every
             # writer takes them in (on SQLite the write turn is the lock, and an approval
             # reads the new balance from the debit below).
-            balance = lock_account(conn, acct_id)
+            balance = lock_account(tx, acct_id)
         if result.approved:
             values = {"new_state": "approved", "code": None, "reason": None}
         else:
             values = {"new_state": "declined", "code": result.decline_code,
                       "reason": (result.reason or reason_for(result.decline_code))[:255]}
-        p = conn.execute(_SETTLE_OPEN, {"pid": payment_id, "acct": acct_id,
+        p = tx.execute(_SETTLE_OPEN, {"pid": payment_id, "acct": acct_id,
                                         "ref": result.reference, **values}).first()
         if p is None:  # settled already, or not this account's
-            p = _existing(conn, payment_id)
+            p = _existing(tx, payment_id)
             if p.account_id != acct_id:
                 raise ValueError(f"payment {payment_id} is not on account {acct_id}")
             return p
@@ -420,28 +421,30 @@ async def apply_result(db: Database, payment_id: int, result: ChargeResult,
                 # Never seen; if it happens a person must look, so do not guess.
                 log.error("payment %s: gateway amount %s != ours %s", p.id,
                           result.amount_minor, p.amount_minor)
-            balance = conn.execute(_DEBIT, {"acct": acct_id, "amount": p.amount_minor}
+            balance = tx.execute(_DEBIT, {"acct": acct_id, "amount": p.amount_minor}
                                    ).scalar_one()
             if balance <= 0:
-                conn.execute(_CLOSE_STATEMENTS, {"acct": acct_id})
-        audit.append(conn, actor, f"payment.{p.state}", f"payment:{p.id}",
+                tx.execute(_CLOSE_STATEMENTS, {"acct": acct_id})
+        audit.append(tx, actor, f"payment.{p.state}", f"payment:{p.id}",
                      reference=p.processor_reference, code=p.decline_code, balance=balance)
         return p
 
-    return await db.run(work, settle=True, account_id=acct_id)
+    # Not durable: if a power cut loses this commit, the payment is still pending (durably,
+    # before the gateway was called) and the reconciler settles it from the gateway.
+    return await db.run(work, settle=True, durable=False, account_id=acct_id)
 
 
 async def mark_unknown(db: Database, payment_id: int, reference: str | None, actor: str,
                        note: str | None = None) -> StoredPayment:
     """The gateway's answer is unknown: leave it for the reconciler to ask."""
-    def work(conn: Connection) -> StoredPayment:
-        p = conn.execute(_MARK_UNKNOWN, {"pid": payment_id, "ref": reference}).first()
+    def work(tx: Tx) -> StoredPayment:
+        p = tx.execute(_MARK_UNKNOWN, {"pid": payment_id, "ref": reference}).first()
         if p is None:
-            return _existing(conn, payment_id)
-        audit.append(conn, actor, "payment.unknown", f"payment:{p.id}", note=note)
+            return _existing(tx, payment_id)
+        audit.append(tx, actor, "payment.unknown", f"payment:{p.id}", note=note)
         return p
 
-    return await db.run(work, settle=True)
+    return await db.run(work, settle=True, durable=False)  # lost: still pending, as good
 
 
 async def mark_failed(db: Database, payment_id: int, code: str, message: str,
@@ -449,19 +452,20 @@ async def mark_failed(db: Database, payment_id: int, code: str, message: str,
     """Definitely not charged (the processor refused or never saw it); balance unchanged."""
     reason = reason_for(code) if code in REASONS else message[:255]
 
-    def work(conn: Connection) -> StoredPayment:
-        p = conn.execute(_MARK_FAILED, {"pid": payment_id, "code": code[:64],
-                                        "reason": reason}).first()
+    def work(tx: Tx) -> StoredPayment:
+        p = tx.execute(_MARK_FAILED, {"pid": payment_id, "code": code[:64],
+                                      "reason": reason}).first()
         if p is None:
-            return _existing(conn, payment_id)
-        audit.append(conn, actor, "payment.failed", f"payment:{p.id}", code=code)
+            return _existing(tx, payment_id)
+        audit.append(tx, actor, "payment.failed", f"payment:{p.id}", code=code)
         return p
 
-    return await db.run(work, settle=True)
+    # Not durable: if lost, the reconciler asks the gateway, which never charged it.
+    return await db.run(work, settle=True, durable=False)
 
 
-def _existing(conn: Connection, payment_id: int) -> StoredPayment:
-    p = conn.execute(_BY_ID, {"pid": payment_id}).first()
+def _existing(tx: Tx, payment_id: int) -> StoredPayment:
+    p = tx.execute(_BY_ID, {"pid": payment_id}).first()
     if p is None:
         raise LookupError(f"no payment with id {payment_id}")
     return p  # type: ignore[return-value]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.storage.models import AuditEntry
+from ivr.storage.tx import Tx
 
 
 def record(session: AsyncSession, actor: str, action: str, subject: str | None = None,
@@ -19,10 +20,10 @@ def record(session: AsyncSession, actor: str, action: str, subject: str | None =
     return entry
 
 
-def append(conn: Connection, actor: str, action: str, subject: str | None = None,
+def append(tx: Tx, actor: str, action: str, subject: str | None = None,
            **details: Any) -> None:
     """The same for a Core transaction (Database.run): the entry commits with it."""
-    conn.execute(_INSERT, {"actor": actor, "action": action, "subject": subject,
+    tx.execute(_INSERT, {"actor": actor, "action": action, "subject": subject,
                            "details": details})
 
 

@@ -21,18 +21,32 @@ Waits for the database are bounded but generous, and recording a charge's outcom
 A wait that runs out logs which wait it was and raises :class:`DatabaseBusy`.
 
 The hot paths (a call's look-up, charge, settlement and call record) use
-:meth:`Database.run`: the transaction's body is plain synchronous Core code, run whole in a
-worker thread on SQLite (one thread hop per transaction instead of aiosqlite's several per
-statement) and through ``run_sync`` on PostgreSQL; same locks, same write turns. The rest
-(admin commands, imports, verification) keeps the ORM sessions above.
+:meth:`Database.run`: the transaction's body is plain synchronous code over Core statements
+(:class:`ivr.storage.tx.Tx`), run whole in a storage thread on its own sqlite3 connection
+for a SQLite file (one thread hop per transaction instead of aiosqlite's several per
+statement, and none of SQLAlchemy's per-execution machinery: see ivr.storage.tx) and
+through ``run_sync`` on PostgreSQL; same locks, same write turns. The rest (admin
+commands, imports, verification) keeps the ORM sessions above.
+
+Durability: every commit is durable (SQLite ``synchronous=FULL``: fsync'd) unless the
+caller says ``durable=False``, for writes that a later step redoes if a power cut loses
+them: recording a gateway's answer (the pending payment, committed durably before the
+gateway was called, stays open and the reconciler settles it from the gateway by its
+key) and call records. Such a commit still survives a crash of the process (SQLite
+``synchronous=NORMAL`` in WAL mode; PostgreSQL ``synchronous_commit=off``) and becomes
+durable with the next durable commit; it saves a disk flush, and on SQLite a thread's
+sleep on it, per payment and per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
+import sqlite3
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +54,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, text
+from sqlalchemy import Engine, bindparam, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -52,6 +66,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ivr.storage.models import Account
+from ivr.storage.tx import CoreTx, SqliteTx, Tx, sqlite_pragmas, wrap_error
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +87,8 @@ SETTLE, ORDINARY = 0, 1  # WriterQueue priorities
 SQLITE_READ_THREADS = 4
 
 T = TypeVar("T")
-# A transaction's body: plain synchronous SQLAlchemy Core on one Connection.
-Work = Callable[[Connection], T]
+# A transaction's body: plain synchronous code running Core statements on one Tx.
+Work = Callable[[Tx], T]
 
 
 class StorageError(RuntimeError):
@@ -189,15 +204,7 @@ def make_engine(url: str, echo: bool = False, **kw: Any) -> AsyncEngine:
 def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
-        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is DEFERRED).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed "pending" payment must survive a power cut, not just a crash.
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+        sqlite_pragmas(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -237,20 +244,18 @@ class Database:
                                                    expire_on_commit=False)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary())
-        # SQLite file: run() executes each transaction whole in a worker thread on plain
-        # pysqlite (aiosqlite hops threads for every execute, fetch and commit: ~60 hops
-        # and most of a call's CPU, where this takes one hop per transaction). Writes go
-        # through one thread, after their WriterQueue turn; reads through a few.
-        self._sync: Engine | None = None
-        self._sync_write: Engine | None = None
+        # SQLite file: run() executes each transaction whole in a storage thread, on that
+        # thread's own sqlite3 connection (aiosqlite hops threads for every execute, fetch
+        # and commit: ~60 hops and most of a call's CPU, where this takes one hop per
+        # transaction). Writes go through one thread, after their WriterQueue turn; reads
+        # through a few.
+        self._path = path if self.is_sqlite else None
+        self._local = threading.local()
+        self._raw: list[sqlite3.Connection] = []  # every thread's connection, to close
+        self._raw_lock = threading.Lock()
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
-        if self.is_sqlite and path is not None:
-            self._sync = create_engine(
-                f"sqlite:///{path}", echo=echo, connect_args={"timeout": 30},
-                pool_size=SQLITE_READ_THREADS + 1, max_overflow=0)
-            _sqlite_events(self._sync)
-            self._sync_write = self._sync.execution_options(**immediate)
+        if self._path is not None:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="starpay-db-write")
             self._read_threads = ThreadPoolExecutor(SQLITE_READ_THREADS,
                                                     thread_name_prefix="starpay-db-read")
@@ -268,52 +273,105 @@ class Database:
         for pool in (self._write_thread, self._read_threads):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown)
-        if self._sync is not None:
-            await asyncio.to_thread(self._sync.dispose)
+        with self._raw_lock:
+            raw, self._raw = self._raw, []
+        for conn in raw:  # their threads have ended
+            conn.close()
 
     async def run(self, work: Work[T], *, write: bool = True, settle: bool = False,
-                  account_id: int | None = None) -> T:
-        """Run ``work(connection)`` in one transaction: commit if it returns, roll back if
-        it raises. ``work`` is synchronous Core code, so the same function runs on both
-        databases: on a SQLite file in a worker thread (one thread hop for the whole
-        transaction), otherwise on the async engine through ``run_sync`` (there it runs on
-        the event loop's thread, awaiting each statement: it must not block otherwise).
+                  durable: bool = True, account_id: int | None = None) -> T:
+        """Run ``work(tx)`` in one transaction: commit if it returns, roll back if it
+        raises. ``work`` is synchronous code over Core statements, so the same function
+        runs on both databases: on a SQLite file in a storage thread (one thread hop for
+        the whole transaction), otherwise on the async engine through ``run_sync`` (there
+        it runs on the event loop's thread, awaiting each statement: it must not block
+        otherwise).
 
         ``write``: takes the write turn (SQLite: BEGIN IMMEDIATE, see write_session);
-        ``settle``: as in write_session; ``account_id``: also hold that account's
+        ``settle``: as in write_session; ``durable=False``: see the module docstring (only
+        for writes something else redoes); ``account_id``: also hold that account's
         in-process lock (the work should still lock the row: :func:`lock_account`).
 
         Once started, a transaction finishes even if the caller is cancelled (the
         cancellation waits for it), so a write turn is never handed on mid-transaction."""
         if account_id is None:
-            return await self._run(work, write, settle)
+            return await self._run(work, write, settle, durable)
         async with self._account_lock(account_id):
-            return await self._run(work, write, settle)
+            return await self._run(work, write, settle, durable)
 
-    async def _run(self, work: Work[T], write: bool, settle: bool) -> T:
+    async def _run(self, work: Work[T], write: bool, settle: bool, durable: bool) -> T:
         # Written for the common case (a free write turn, no errors): this runs four or
         # five times per call, and every context manager or extra future costs CPU.
-        if self._sync is None:
+        if self._path is None:
             return await _finish_even_if_cancelled(
-                asyncio.ensure_future(self._run_async(work, write, settle)))
+                asyncio.ensure_future(self._run_async(work, write, settle, durable)))
         if not write:
             assert self._read_threads is not None
-            return await _in_thread(self._read_threads, self._sync, work, self.pool_timeout)
+            return await self._in_thread(self._read_threads, work, "BEGIN", True)
         assert self.writers is not None and self._write_thread is not None
         if not self.writers.try_acquire():
             await self._wait_turn(settle)
         try:
-            return await _in_thread(self._write_thread, self._sync_write, work,
-                                    self.pool_timeout)
+            return await self._in_thread(self._write_thread, work, "BEGIN IMMEDIATE",
+                                         durable)
         finally:
             self.writers.release()
 
-    async def _run_async(self, work: Work[T], write: bool, settle: bool) -> T:
+    async def _run_async(self, work: Work[T], write: bool, settle: bool,
+                         durable: bool) -> T:
         if not write:
             async with self.session() as s:
-                return await (await s.connection()).run_sync(work)
+                return await (await s.connection()).run_sync(lambda c: work(CoreTx(c)))
         async with self.write_session(settle=settle) as s:
-            return await (await s.connection()).run_sync(work)
+            conn = await s.connection()
+            if not durable and not self.is_sqlite:
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return await conn.run_sync(lambda c: work(CoreTx(c)))
+
+    async def _in_thread(self, pool: ThreadPoolExecutor, work: Work[T], begin: str,
+                         durable: bool) -> T:
+        """``work`` in one transaction on a storage thread; a cancelled caller still waits
+        for the thread to finish (see run); failures explained as in _explained."""
+        try:
+            return await _finish_even_if_cancelled(asyncio.wrap_future(
+                pool.submit(self._sqlite_tx, work, begin, durable)))
+        except Exception as exc:
+            explained = _storage_error(exc, "a connection", self.pool_timeout)
+            if explained is None:
+                raise
+            raise explained from exc
+
+    def _sqlite_tx(self, work: Work[T], begin: str, durable: bool) -> T:
+        """In a storage thread: one transaction on the thread's own connection."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        sync = "FULL" if durable else "NORMAL"
+        try:
+            if conn is None:
+                assert self._path is not None
+                # Used only by this thread; check_same_thread=False lets dispose() close it.
+                conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+                sqlite_pragmas(conn)  # synchronous=FULL
+                local.conn, local.sync = conn, "FULL"
+                with self._raw_lock:
+                    self._raw.append(conn)
+            if local.sync != sync:
+                conn.execute(f"PRAGMA synchronous={sync}")
+                local.sync = sync
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            raise wrap_error(exc, begin) from exc
+        try:
+            result = work(SqliteTx(conn))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise wrap_error(exc, "COMMIT") from exc
+            raise
+        return result
 
     def _account_lock(self, account_id: int) -> asyncio.Lock:
         lock = self._locks.get(account_id)
@@ -399,11 +457,11 @@ class Database:
                 "database not initialised: run `ivr db upgrade`")
 
 
-def lock_account(conn: Connection, account_id: int) -> int:
+def lock_account(tx: Tx, account_id: int) -> int:
     """Take the account's row lock (PostgreSQL; on SQLite the write turn is the lock) so
     writers to one account queue in the database too, not only in this process; return
     its balance (minor units). Raises LookupError if there is no such account."""
-    balance = conn.execute(_LOCK_ACCOUNT, {"id": account_id}).scalar_one_or_none()
+    balance = tx.execute(_LOCK_ACCOUNT, {"id": account_id}).scalar_one_or_none()
     if balance is None:
         raise LookupError(f"no account with id {account_id}")
     return int(balance)
@@ -411,25 +469,6 @@ def lock_account(conn: Connection, account_id: int) -> int:
 
 _LOCK_ACCOUNT = (select(Account.balance_minor).where(Account.id == bindparam("id"))
                  .with_for_update())
-
-
-def _sync_tx(engine: Engine, work: Work[T]) -> T:
-    with engine.connect() as conn, conn.begin():
-        return work(conn)
-
-
-async def _in_thread(pool: ThreadPoolExecutor, engine: Engine, work: Work[T],
-                     wait: float) -> T:
-    """``work`` in one transaction on a worker thread; a cancelled caller still waits for
-    the thread to finish (see Database.run); failures explained as in _explained."""
-    try:
-        return await _finish_even_if_cancelled(
-            asyncio.wrap_future(pool.submit(_sync_tx, engine, work)))
-    except Exception as exc:
-        explained = _storage_error(exc, "a connection", wait)
-        if explained is None:
-            raise
-        raise explained from exc
 
 
 async def _finish_even_if_cancelled(fut: asyncio.Future[T]) -> T:

@@ -9,28 +9,29 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import func, select, text
 
 from ivr.services.accounts import AccountService
 from ivr.storage import audit
 from ivr.storage.db import lock_account
 from ivr.storage.models import AuditEntry
+from ivr.storage.tx import Tx
 from tests.integration.test_payments_charge import make_account
 
 
 def _count(action: str):
-    def work(conn: Connection) -> int:
+    def work(conn: Tx) -> int:
         return int(conn.execute(select(func.count()).select_from(AuditEntry)
                                  .where(AuditEntry.action == action)).scalar_one())
     return work
 
 
 async def test_commits_on_return_and_rolls_back_on_error(db):
-    def ok(conn: Connection) -> str:
+    def ok(conn: Tx) -> str:
         audit.append(conn, "test", "run.ok", None, n=1)
         return "done"
 
-    def fails(conn: Connection) -> None:
+    def fails(conn: Tx) -> None:
         audit.append(conn, "test", "run.fails", None)
         raise RuntimeError("boom")
 
@@ -56,18 +57,18 @@ async def test_cancelled_caller_waits_for_its_transaction(db):
     started = threading.Event()
     finished_at: list[float] = []
 
-    def slow(conn: Connection) -> None:
+    def slow(conn: Tx) -> None:
         lock_account(conn, acct_id)
         audit.append(conn, "test", "run.slow", None)
         started.set()
         # SQLite runs the body in a worker thread; PostgreSQL on the loop (awaiting).
-        if conn.dialect.name == "sqlite":
+        if conn.dialect == "sqlite":
             time.sleep(0.6)
         else:
             conn.execute(text("SELECT pg_sleep(0.6)"))
         finished_at.append(time.monotonic())
 
-    def after(conn: Connection) -> float:
+    def after(conn: Tx) -> float:
         lock_account(conn, acct_id)
         audit.append(conn, "test", "run.after", None)
         return time.monotonic()
