@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Connection, func, insert, select, update  # noqa: E402
+from sqlalchemy import bindparam, func, insert, select, update  # noqa: E402
 
 from ivr.gateways.base import OutcomeUnknown  # noqa: E402
 from ivr.gateways.sandbox import SandboxGateway  # noqa: E402
@@ -43,6 +43,12 @@ from ivr.storage.db import Database  # noqa: E402
 from ivr.storage.migrate import upgrade  # noqa: E402
 from ivr.storage.models import Account, Payment, PaymentMethod  # noqa: E402
 from ivr.storage.pgtemp import TempPostgres  # noqa: E402
+from ivr.storage.tx import Tx  # noqa: E402
+
+# The baseline's two statements, built once like the service's.
+_RECORD = insert(Payment)
+_DEBIT = (update(Account).where(Account.id == bindparam("acct"))
+          .values(balance_minor=Account.balance_minor - bindparam("amount")))
 
 OPENING = 10**12
 ACCOUNTS = 200
@@ -165,15 +171,14 @@ async def baseline(url: str, attempts: list[Attempt], ledger: Path, concurrency:
             return  # the caller is told "try again"; a charge may have happened
         if not r.approved:
             return
-        def record(conn: Connection) -> None:
-            # The same execution path as the exactly-once service (Database.run, Core), so
-            # the comparison measures exactly-once itself, not ORM against Core.
-            conn.execute(insert(Payment), {
+        def record(tx: Tx) -> None:
+            # The same execution path as the exactly-once service (Database.run, prebuilt
+            # Core statements), so the comparison measures exactly-once itself.
+            tx.execute(_RECORD, {
                 "account_id": a.account_id, "amount_minor": a.amount, "currency": "USD",
                 "state": "approved", "idempotency_key": key, "gateway": "sandbox",
                 "channel": "ivr", "processor_reference": r.reference})
-            conn.execute(update(Account).where(Account.id == a.account_id).values(
-                balance_minor=Account.balance_minor - a.amount))
+            tx.execute(_DEBIT, {"acct": a.account_id, "amount": a.amount})
 
         await db.run(record)
         nonlocal recorded_minor
