@@ -13,8 +13,11 @@ end of the call rewrites anyway. What a crash may lose is therefore bounded by d
 
 Closing is done from the flow's ``finally`` and shielded, so a hang-up cannot lose it.
 Closes that arrive while a write is in progress are committed together in the next
-transaction (group commit): each caller still waits until its own record is durable, but
-a burst of calls ending together costs one commit, not one each.
+transaction (group commit): each caller still waits until its own record is committed,
+but a burst of calls ending together costs one commit, not one each. Closing commits are
+not flushed to disk one by one (``durable=False``, see ivr.storage.db): they survive a
+crash of the process, and a power cut can lose only the last records, never a payment's
+(that one was committed durably with its pending payment).
 """
 
 from __future__ import annotations

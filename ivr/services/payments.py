@@ -16,6 +16,11 @@ Step 3 runs on the database's settling path (its own connection, ahead of other 
 a longer bounded wait; see ivr.storage.db). If even that wait runs out, the payment stays
 open for the reconciler and the caller is told it is being checked: a busy database must
 never turn a charge the gateway approved into a failure the caller hears.
+
+Step 1 is committed durably (flushed to disk) before the gateway is called; step 3 is not
+flushed on its own (``durable=False``): it survives a crash of the process, and if a power
+cut loses it the payment is simply still open, which the reconciler settles from the
+gateway by its key, as after a crash between 2 and 3.
 """
 
 from __future__ import annotations
