@@ -49,7 +49,6 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,6 +65,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ivr.storage.models import Account
+from ivr.storage.threads import StorageThreads
 from ivr.storage.tx import CoreTx, SqliteTx, Tx, sqlite_pragmas, wrap_error
 
 log = logging.getLogger(__name__)
@@ -253,12 +253,11 @@ class Database:
         self._local = threading.local()
         self._raw: list[sqlite3.Connection] = []  # every thread's connection, to close
         self._raw_lock = threading.Lock()
-        self._write_thread: ThreadPoolExecutor | None = None
-        self._read_threads: ThreadPoolExecutor | None = None
+        self._write_thread: StorageThreads | None = None
+        self._read_threads: StorageThreads | None = None
         if self._path is not None:
-            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="starpay-db-write")
-            self._read_threads = ThreadPoolExecutor(SQLITE_READ_THREADS,
-                                                    thread_name_prefix="starpay-db-read")
+            self._write_thread = StorageThreads(1, "starpay-db-write")
+            self._read_threads = StorageThreads(SQLITE_READ_THREADS, "starpay-db-read")
 
     @property
     def settle_capacity(self) -> int:
@@ -328,13 +327,13 @@ class Database:
                 await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return await conn.run_sync(lambda c: work(CoreTx(c)))
 
-    async def _in_thread(self, pool: ThreadPoolExecutor, work: Work[T], begin: str,
+    async def _in_thread(self, pool: StorageThreads, work: Work[T], begin: str,
                          durable: bool) -> T:
         """``work`` in one transaction on a storage thread; a cancelled caller still waits
         for the thread to finish (see run); failures explained as in _explained."""
         try:
-            return await _finish_even_if_cancelled(asyncio.wrap_future(
-                pool.submit(self._sqlite_tx, work, begin, durable)))
+            return await _finish_even_if_cancelled(
+                pool.submit(self._sqlite_tx, work, begin, durable))
         except Exception as exc:
             explained = _storage_error(exc, "a connection", self.pool_timeout)
             if explained is None:
