@@ -15,7 +15,9 @@ Servers (each in its own process, so it does not share a loop with the load):
   through the STARPAY_* environment.
 - baseline: a bare asyncio FastAGI server with no database and no logic: it replays the
   exact AGI commands StarPay sent in a probe call (same STREAM FILE commands, so Asterisk
-  does the same media work), reading one reply per command.
+  does the same media work), reading one reply per command; when a menu prompt ends
+  without a key it waits for one (WAIT FOR DIGIT), as StarPay's menus do, so late keys
+  lengthen both servers' calls alike.
 
 Targets:
 - fake: N FakeAsterisk callers in this process. All N connect and get their first
@@ -25,7 +27,11 @@ Targets:
   command read) includes this process's own scheduling, so it is an upper bound.
 - asterisk: a private LocalAsterisk; calls are AMI Originates on Local channels, keys are
   PlayDTMF when the prompt shows up in AGIExecStart (reusing ivr.qa.asterisk_call), on a
-  few AMI connections, each filtered to its own calls. Call time = Originate sent →
+  few AMI connections, each filtered to its own calls. Keys are queued on the service
+  channel as received DTMF: played out of the caller's channel, each key holds its AMI
+  connection for its duration, and at 400 calls presses queued 5-8 s behind each other
+  (measured), longer than a menu waits. How late the prompt events arrive and how long
+  PlayDTMF takes are printed per level. Call time = Originate sent →
   Hangup event; stretch = mean call time / mean at the lowest concurrency. --short-prompts
   cuts every StarPay prompt file in the instance's sounds dir to --prompt-ms (no product
   change: the flow plays whatever file is there); without it a call lasts ~40 s.
@@ -151,15 +157,25 @@ def serve_starpay(profile: str | None) -> None:
 
 
 async def serve_baseline(script: list[bytes], port: int) -> None:
+    # Like StarPay's menus, wait for the key when a menu prompt ended without one, so
+    # the baseline's calls last as long as StarPay's when keys come late.
+    menus = tuple(f"STREAM FILE {p} ".encode() for p in KEYS)
+
     async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def send(line: bytes) -> bytes:
+            writer.write(line)
+            reply = await reader.readline()
+            if reply.startswith(b"HANGUP"):  # out of band; the reply follows
+                reply = await reader.readline()
+            return reply
+
         try:
             while (await reader.readline()).strip():  # the agi_* header block
                 pass
             for line in script:
-                writer.write(line)
-                reply = await reader.readline()
-                if reply.startswith(b"HANGUP"):  # out of band; the reply follows
-                    reply = await reader.readline()
+                reply = await send(line)
+                if reply.startswith(b"200 result=0 ") and line.startswith(menus):
+                    reply = await send(b"WAIT FOR DIGIT 5000\n")
                 if not reply or reply.startswith((b"511", b"200 result=-1")):
                     break
         except ConnectionError:
@@ -501,6 +517,10 @@ class LevelRun:
     commands: list[int] = field(default_factory=list)  # AGI commands per completed call
     srv_sys_cpu: float = 0.0  # the server's kernel time
     drv_cpu: float = 0.0
+    # The key-press path: how late the prompt's AGIExecStart event reached us, and how long
+    # Asterisk took to answer the PlayDTMF (it holds the AMI session while it plays).
+    event_lag: list[float] = field(default_factory=list)
+    press_s: list[float] = field(default_factory=list)
     approved: int | None = None
     load: str = ""
     note: str = ""
@@ -540,9 +560,14 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
                     live, counted = live + 1, True
                     res.peak_live = max(res.peak_live, live)
                     for prompt, key in KEYS.items():
-                        await call.wait_for(rf"^STREAM FILE {prompt}\b", timeout=timeout)
+                        hit = await call.wait_for(rf"^STREAM FILE {prompt}\b",
+                                                  timeout=timeout)
+                        if hit.lag is not None:
+                            res.event_lag.append(hit.lag)
                         try:
-                            await call.press(key)
+                            pressed = time.monotonic()
+                            await call.press(key, gap=0, as_received=True)
+                            res.press_s.append(time.monotonic() - pressed)
                         except AMIActionError:
                             # The baseline replays its script without waiting for keys, so
                             # on a loaded box the call may be over before the key is sent.
@@ -686,6 +711,16 @@ def print_asterisk(runs: list[LevelRun], ramp: list[int], args: argparse.Namespa
             print(f"  {n:>5} calls: StarPay/baseline server CPU per call "
                   f"{a['srv'] / b['srv']:.2f}x, Asterisk CPU per call {a['ast']:.1f} vs "
                   f"{b['ast']:.1f} ms")
+    for n in ramp:
+        rs = [r for r in runs if r.kind == "starpay" and r.calls == n]
+        lag = [x for r in rs for x in r.event_lag]
+        press = [x for r in rs for x in r.press_s]
+        if lag or press:
+            print(f"  {n:>5} calls, StarPay's keys: prompt event read "
+                  f"{pct(lag, 0.5):.2f} / {pct(lag, 0.95):.2f} / {max(lag, default=0):.2f} s "
+                  f"after Asterisk raised it, PlayDTMF answered in {pct(press, 0.5):.2f} / "
+                  f"{pct(press, 0.95):.2f} / {max(press, default=0):.2f} s (p50 / p95 / max;"
+                  " the menu waits 5 s for a key)")
     for kind, n in bends.items():
         print(f"  {kind}: " + (f"call time stretched >= 1.25x (or calls failed) at {n}"
                                if n else "no bend (< 1.25x, no failures) up to "

@@ -575,11 +575,17 @@ class AMIClient:
             fields["Variable"] = [f"{k}={v}" for k, v in variables.items()]
         return await self._single(fields)
 
-    async def play_dtmf(self, channel: str, digit: str, duration_ms: int = 120) -> Event:
+    async def play_dtmf(self, channel: str, digit: str, duration_ms: int = 120, *,
+                        receive: bool = False) -> Event:
+        """Send a key out of ``channel`` (Asterisk holds this AMI session while it plays),
+        or with ``receive`` queue it on ``channel`` as if it had arrived there (at once)."""
         if len(digit) != 1 or digit not in _DTMF_KEYS:
             raise ValueError("digit must be one DTMF key: 0-9, *, #, A-D")
-        return await self._single({"Action": "PlayDTMF", "Channel": channel,
-                                   "Digit": digit, "Duration": str(duration_ms)})
+        action = {"Action": "PlayDTMF", "Channel": channel, "Digit": digit,
+                  "Duration": str(duration_ms)}
+        if receive:
+            action["Receive"] = "true"
+        return await self._single(action)
 
     async def reload(self, module: str | None = None) -> Event:
         return await self._single({"Action": "Reload", **({"Module": module} if module else {})})

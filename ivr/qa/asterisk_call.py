@@ -47,6 +47,9 @@ class HeardCommand:
     at: float
     command: str
     result: str | None = None
+    # Seconds from Asterisk raising the event to us reading it, when the instance stamps
+    # its events (timestampevents): how far behind the AMI event stream runs.
+    lag: float | None = None
 
     @property
     def sound(self) -> str | None:
@@ -77,6 +80,7 @@ class AsteriskCall:
         self.caller_uid = f"{self.uid_prefix}{tag}-1"  # the ;1 half: the caller's phone
         self.service_uid = f"{self.uid_prefix}{tag}-2"  # the ;2 half: dialplan and AGI
         self.caller_channel: str | None = None
+        self.service_channel: str | None = None
         self.ended = asyncio.Event()
         self.hangup_cause: str | None = None
         self.agi_status: str | None = None
@@ -91,10 +95,14 @@ class AsteriskCall:
         uid = get("Uniqueid")
         if name == "Newchannel" and uid == self.caller_uid:
             self.caller_channel = get("Channel")
+        elif name == "Newchannel" and uid == self.service_uid:
+            self.service_channel = get("Channel")
         elif name == "AGIExecStart" and uid == self.service_uid:
+            stamp = get("Timestamp")
+            lag = time.time() - float(stamp) if stamp else None
             async with self._new:
                 self.heard.append(HeardCommand(time.monotonic() - self._started,
-                                               get("Command") or ""))
+                                               get("Command") or "", lag=lag))
                 self._new.notify_all()
         elif name == "AGIExecEnd" and uid == self.service_uid and self.heard:
             self.heard[-1].result = get("Result")
@@ -145,12 +153,20 @@ class AsteriskCall:
                                  f"last heard: {said}")
         return hit
 
-    async def press(self, digits: str, gap: float = 0.3, duration_ms: int = 120) -> None:
-        """Press keys as the caller, ``gap`` seconds apart."""
-        if not self.caller_channel:
-            raise RuntimeError("the caller's channel is not known yet")
+    async def press(self, digits: str, gap: float = 0.3, duration_ms: int = 120, *,
+                    as_received: bool = False) -> None:
+        """Press keys as the caller, ``gap`` seconds apart.
+
+        By default each key is played out of the caller's channel and crosses the Local
+        channel pair, as from a phone; Asterisk holds the AMI session while it plays, so
+        many calls' keys on one connection wait for each other. ``as_received`` queues
+        each key on the service channel as arriving DTMF instead (what the Local pair
+        does at its far end), without that wait: for load generators."""
+        channel = self.service_channel if as_received else self.caller_channel
+        if not channel:
+            raise RuntimeError("the call's channel is not known yet")
         for d in digits:
-            await self.ami.play_dtmf(self.caller_channel, d, duration_ms)
+            await self.ami.play_dtmf(channel, d, duration_ms, receive=as_received)
             await asyncio.sleep(gap)
 
     async def hangup(self) -> None:
