@@ -45,6 +45,7 @@ lint: venv
 bench: venv asterisk
 	@$(BIN)/python benchmarks/agi_sessions.py
 	@$(BIN)/python benchmarks/payments.py
+	@$(BIN)/python benchmarks/call_storage.py
 
 clean:
 	rm -rf $(VENV) var prompts/build
