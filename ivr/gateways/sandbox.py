@@ -97,7 +97,7 @@ class SandboxGateway:
         with self._lock:
             self._db.close()
 
-    # -- ledger (runs in a worker thread: sqlite3 blocks) --
+    # -- ledger (runs on its storage thread: sqlite3 blocks) --
 
     def _row(self, where: str, value: str) -> tuple | None:
         return self._db.execute(
