@@ -16,8 +16,8 @@ Closes that arrive while a write is in progress are committed together in the ne
 transaction (group commit): each caller still waits until its own record is committed,
 but a burst of calls ending together costs one commit, not one each. Closing commits are
 not flushed to disk one by one (``durable=False``, see ivr.storage.db): they survive a
-crash of the process, and a power cut can lose only the last records, never a payment's
-(that one was committed durably with its pending payment).
+crash of the process; a power cut can lose the ends of the last calls' records, while a
+paid call's record exists regardless (committed durably with its pending payment).
 """
 
 from __future__ import annotations

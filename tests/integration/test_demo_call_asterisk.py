@@ -47,6 +47,27 @@ async def test_demo_call_sees_ani_and_digits(asterisk, exten, script, attest):
     assert greeting.result and "endpos=0" not in greeting.result
 
 
+async def test_keys_queued_as_received_reach_the_flow_and_events_carry_their_lag(asterisk):
+    """The load generator's way of pressing keys (PlayDTMF Receive on the service channel)
+    gets the digits to the flow like a phone's, and prompt events say how late they are."""
+    async with AGIServer({"demo": demo}, port=asterisk.agi_port):
+        ami = await qa_ami(asterisk)
+        call = AsteriskCall(ami, caller_id="+15551234567", exten="3366")
+        try:
+            await call.start()
+            prompt = await call.wait_for(r"GET DATA beep")
+            await call.press("1234", as_received=True)
+            said = await call.wait_for(r"SAY DIGITS", timeout=20)
+            await call.wait_end(timeout=30)
+        finally:
+            await call.close()
+            await ami.close()
+
+    assert said.command.split()[2].strip('"') == "1234"
+    assert call.service_channel and call.service_channel.endswith(";2")
+    assert prompt.lag is not None and -1.0 < prompt.lag < 5.0
+
+
 async def test_service_down_falls_back_to_a_message(asterisk):
     """Nothing listens on the AGI port: AGISTATUS=FAILURE sends the call to the fallback,
     which speaks and offers voicemail instead of ending in silence."""
