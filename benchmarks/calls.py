@@ -238,6 +238,13 @@ class Server:
         self.ps = psutil.Process(self.proc.pid)
         return self
 
+    async def warm_up(self, callerid: str) -> None:
+        """One full call on an account the measurement does not use: lazy imports and
+        first-time statement compiles are not per-call costs."""
+        await FakeAsterisk(self.port, script="pay", callerid=callerid, args=["A"],
+                           uniqueid=f"{int(time.time())}.warm", responder=caller()).run(30)
+        await asyncio.sleep(0.3)
+
     def cpu(self) -> float:
         assert self.ps is not None
         return cpu_s(self.ps)
@@ -339,10 +346,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
     server = await Server(kind, run_dir, db=db, script=script, profile=profile).start()
     stamp = int(time.time())
     try:
-        # Warm-up on the spare account: lazy imports and the pool are not per-call costs.
-        await FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
-                           uniqueid=f"{stamp}.warm", responder=caller()).run(30)
-        await asyncio.sleep(0.3)
+        await server.warm_up(phone(n))
         res.rss_idle, cpu0, loop0 = server.rss(), server.cpu(), server.main_thread_cpu()
         sys0 = server.sys_cpu()
         all_in = asyncio.Event()
@@ -542,11 +546,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
     me = psutil.Process()
     live = 0
     try:
-        # Warm-up on an account this level does not use, as the fake target does: lazy
-        # imports and first-time statement compiles are not per-call costs.
-        await FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
-                           uniqueid=f"{int(time.time())}.warm", responder=caller()).run(30)
-        await asyncio.sleep(0.3)
+        await server.warm_up(phone(n))
         a0, s0, d0 = cpu_s(ast_ps), server.cpu(), cpu_s(me)
         l0, k0 = server.main_thread_cpu(), server.sys_cpu()
 

@@ -24,7 +24,7 @@ def append(tx: Tx, actor: str, action: str, subject: str | None = None,
            **details: Any) -> None:
     """The same for a Core transaction (Database.run): the entry commits with it."""
     tx.execute(_INSERT, {"actor": actor, "action": action, "subject": subject,
-                           "details": details})
+                         "details": details})
 
 
 _INSERT = insert(AuditEntry)

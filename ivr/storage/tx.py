@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -76,10 +75,6 @@ class CoreTx:
 
     def execute(self, statement: Any, params: Params | None = None) -> Rows:
         return self._conn.execute(statement, params)  # type: ignore[return-value]
-
-    @property
-    def connection(self) -> Connection:
-        return self._conn
 
 
 class _Rows:
@@ -194,7 +189,6 @@ class _Compiled:
 _DIALECT: Dialect | None = None
 _CACHE: dict[tuple[Any, tuple[str, ...] | None], _Compiled] = {}
 _CACHE_MAX = 512  # the hot paths use a few dozen; ad-hoc statements compile each time
-_CACHE_LOCK = threading.Lock()
 
 
 def _dialect() -> Dialect:
@@ -211,9 +205,8 @@ def _compiled(statement: Any, params: Params) -> _Compiled:
     found = _CACHE.get(key)
     if found is None:
         found = _Compiled(statement, keys, _dialect())
-        if len(_CACHE) < _CACHE_MAX:
-            with _CACHE_LOCK:
-                _CACHE[key] = found
+        if len(_CACHE) < _CACHE_MAX:  # two threads may both compile it: same result
+            _CACHE[key] = found
     return found
 
 
