@@ -181,6 +181,24 @@ def parse_reply_line(line: str) -> Reply:
     return _parse(line, (line,), line)
 
 
+# Most replies of a call: ANSWER, STREAM FILE, WAIT FOR DIGIT, SAY NUMBER, SET VARIABLE.
+_COMMON = re.compile(rb"200 result=(-?[0-9]+)(?: endpos=([0-9]+))?\r?\n?\Z")
+
+
+def parse_common_reply(raw: bytes) -> Reply | None:
+    """The usual ``200 result=N`` / ``200 result=N endpos=M`` line, straight from its bytes;
+    None for anything else (then :func:`decode_line` and :func:`parse_reply_line`). Same
+    Reply as theirs, at a fraction of the cost: this runs for nearly every command."""
+    m = _COMMON.match(raw)
+    if m is None:
+        return None
+    result, endpos = m.groups()
+    text = raw.rstrip(b"\r\n").decode("ascii")
+    return Reply(200, result.decode("ascii"),
+                 None, {"endpos": endpos.decode("ascii")} if endpos is not None else {},
+                 text, (text,))
+
+
 def _parse(first: str, lines: tuple[str, ...], raw: str) -> Reply:
     m = _STATUS.match(first)
     if not m:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ivr.agi import protocol
 from ivr.agi.errors import AGICommandError, AGIDeadChannel, AGIHangup, AGIProtocolError
@@ -226,3 +228,31 @@ def test_reply_is_still_immutable() -> None:
     reply = parse_reply("200 result=1")
     with pytest.raises(AttributeError):  # FrozenInstanceError is an AttributeError
         reply.result = "2"  # type: ignore[misc]
+
+
+# -- the fast path for common replies ------------------------------------------------------
+
+@pytest.mark.parametrize("line", [
+    b"200 result=0\n", b"200 result=1\n", b"200 result=-1\n", b"200 result=49 endpos=12345\n",
+    b"200 result=0 endpos=0\n", b"200 result=0\r\n"])
+def test_common_replies_take_the_fast_path(line: bytes) -> None:
+    fast = protocol.parse_common_reply(line)
+    assert fast is not None
+    assert fast == protocol.parse_reply_line(protocol.decode_line(line))
+
+
+@pytest.mark.parametrize("line", [
+    b"200 result= (timeout)\n", b"200 result=1234 (timeout)\n", b"200 result=1 (x) endpos=3\n",
+    b"200 result=0 endpos=12 extra=1\n", b"HANGUP\n", b"510 Invalid or unknown command\n",
+    b"100 result=0 Trying...\n", b"200 result=0  endpos=1\n", b"200 result=0x\n"])
+def test_other_replies_are_left_to_the_full_parser(line: bytes) -> None:
+    assert protocol.parse_common_reply(line) is None
+
+
+@given(st.binary(max_size=40) | st.from_regex(rb"\A200 result=-?[0-9]{0,4}( endpos=[0-9]{0,6})?"
+                                               rb"[ \r]?\n?\Z"))
+def test_fast_path_agrees_with_the_full_parser(raw: bytes) -> None:
+    fast = protocol.parse_common_reply(raw)
+    if fast is None:
+        return
+    assert fast == protocol.parse_reply_line(protocol.decode_line(raw))
