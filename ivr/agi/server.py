@@ -19,7 +19,6 @@ Decisions the dialplan can rely on:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +28,7 @@ from ivr import log as ivrlog
 from ivr.agi import protocol
 from ivr.agi.errors import AGIError, AGIHangup, AGIProtocolError
 from ivr.agi.session import AGISession
+from ivr.agi.stream import AGIStream
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class AGIServer:
         self.backlog = backlog
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refusals: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self.refused = 0  # connections closed for being over max_sessions
 
@@ -102,9 +103,8 @@ class AGIServer:
     async def start(self) -> None:
         if self._server is not None:
             return
-        self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._port, backlog=self.backlog,
-            limit=protocol.MAX_HEADER_BYTES + 1)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._new_stream, self.host, self._port, backlog=self.backlog)
         logger.info("FastAGI listening on %s:%d", self.host, self.port)
 
     async def serve_forever(self) -> None:
@@ -145,32 +145,38 @@ class AGIServer:
 
     # -- one connection --------------------------------------------------------------------
 
-    async def _on_connect(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    def _new_stream(self) -> AGIStream:
+        return AGIStream(protocol.MAX_HEADER_BYTES, on_connect=self._on_connect)
+
+    def _on_connect(self, stream: AGIStream) -> None:
+        """A new connection (the stream's connection_made): a task for the call, or a
+        refusal."""
+        loop = asyncio.get_running_loop()
         if len(self._tasks) >= self.max_sessions or self._closed.is_set():
             self.refused += 1
             logger.warning("refusing FastAGI connection: %d live sessions (max %d)",
                            len(self._tasks), self.max_sessions)
-            await self._refuse(reader, writer)
+            refusal = loop.create_task(self._refuse(stream))
+            self._refusals.add(refusal)  # a task nobody references may be collected
+            refusal.add_done_callback(self._refusals.discard)
             return
-        task = asyncio.current_task()
-        assert task is not None  # start_server runs this callback in a task of its own
+        task = loop.create_task(self._connection(stream))
         self._tasks.add(task)
-        try:
-            await self._serve_call(reader, writer)
-        finally:
-            self._tasks.discard(task)
-            writer.close()
+        task.add_done_callback(self._tasks.discard)
 
-    async def _serve_call(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, stream: AGIStream) -> None:
         try:
-            headers = await self._read_headers(reader)
+            await self._serve_call(stream)
+        finally:
+            stream.close()
+
+    async def _serve_call(self, stream: AGIStream) -> None:
+        try:
+            headers = await self._read_headers(stream)
         except AGIProtocolError as exc:
-            logger.warning("dropping FastAGI connection from %s: %s",
-                           _peer(writer), exc)
+            logger.warning("dropping FastAGI connection from %s: %s", stream.peer(), exc)
             return
-        session = AGISession(reader, writer, headers, command_timeout=self.command_timeout)
+        session = AGISession(stream, headers, command_timeout=self.command_timeout)
         try:
             await self._run_handler(session)
         finally:
@@ -197,21 +203,13 @@ class AGIServer:
             logger.exception("handler for %r failed (uniqueid %s)", script, session.uniqueid)
             await self._fail(session, "StarPay: internal error")
 
-    async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str]:
+    async def _read_headers(self, stream: AGIStream) -> dict[str, str]:
         try:
             async with asyncio.timeout(self.header_timeout):
-                block = await reader.readuntil(b"\n\n")
+                block = await stream.read_headers()
         except TimeoutError:
             raise AGIProtocolError(
                 f"no complete header block within {self.header_timeout} s") from None
-        except asyncio.IncompleteReadError as exc:
-            raise AGIProtocolError(
-                f"peer closed after {len(exc.partial)} header bytes") from None
-        except asyncio.LimitOverrunError:
-            raise AGIProtocolError(
-                f"header block over {protocol.MAX_HEADER_BYTES} bytes") from None
-        except ConnectionError as exc:
-            raise AGIProtocolError(f"connection error while reading headers: {exc}") from None
         # No agi_network_script is legitimate (AGI(agi://host) without a path): it routes
         # as "" and normally ends as NOTFOUND.
         headers, _ = protocol.parse_headers(protocol.split_header_block(block))
@@ -224,28 +222,16 @@ class AGIServer:
         try:
             async with asyncio.timeout(_BEST_EFFORT_TIMEOUT):
                 await session.verbose(message, 1)
-                session.writer.write(FAILURE_LINE)
-                await session.writer.drain()
-        except (AGIError, TimeoutError, ConnectionError) as exc:
+                session.stream.write(FAILURE_LINE)
+        except (AGIError, TimeoutError) as exc:
             logger.debug("could not report the failure to Asterisk: %s", exc)
 
-    async def _refuse(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _refuse(self, stream: AGIStream) -> None:
         try:
-            writer.write(FAILURE_LINE)
-            # Closing with Asterisk's headers unread would send a reset, which may destroy
-            # the FAILURE line before Asterisk reads it: let Asterisk close first.
-            async with asyncio.timeout(_REFUSE_LINGER):
-                while await reader.read(65536):
-                    pass
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    with contextlib.suppress(Exception):
-        host, port = writer.get_extra_info("peername")[:2]
-        return f"{host}:{port}"
-    return "?"
+            stream.write(FAILURE_LINE)
+        except AGIHangup:
+            stream.close()
+            return
+        # Closing with Asterisk's headers unread would send a reset, which may destroy
+        # the FAILURE line before Asterisk reads it: let Asterisk close first.
+        await stream.drain_until_closed(_REFUSE_LINGER)

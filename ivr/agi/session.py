@@ -22,8 +22,9 @@ import logging
 
 from ivr import log as ivrlog
 from ivr.agi import protocol
-from ivr.agi.errors import AGICommandError, AGIError, AGIHangup, AGIProtocolError
+from ivr.agi.errors import AGICommandError, AGIHangup, AGIProtocolError
 from ivr.agi.protocol import Reply
+from ivr.agi.stream import AGIStream
 
 logger = logging.getLogger(__name__)
 
@@ -34,25 +35,24 @@ _PLAIN_REPLIES = frozenset({"ANSWER", "HANGUP", "VERBOSE", "SET MUSIC", "CHANNEL
 
 
 class _ReplyTimeout(Exception):
-    """Set on the stream reader by the deadline timer: wakes the read waiting for a reply."""
+    """Set on the stream's waiting read by the deadline timer."""
 
 
 class AGISession:
-    """A call in progress, over the asyncio streams of its FastAGI connection.
+    """A call in progress, over the :class:`AGIStream` of its FastAGI connection.
 
     Not safe for concurrent commands: one flow drives one call, one command at a time.
     """
 
     # Thousands of these live at once: no per-instance __dict__ to allocate and for the
     # cycle collector to traverse.
-    __slots__ = ("reader", "writer", "headers", "args", "command_timeout", "last_reply",
+    __slots__ = ("stream", "headers", "args", "command_timeout", "last_reply",
                  "hung_up", "_broken", "_busy", "_loop", "_deadline", "_timer", "_expired",
                  "__weakref__")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 headers: dict[str, str], *, command_timeout: float | None = 300.0) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, stream: AGIStream, headers: dict[str, str], *,
+                 command_timeout: float | None = 300.0) -> None:
+        self.stream = stream
         self.headers = headers
         self.args = protocol.header_args(headers)
         self.command_timeout = command_timeout  # None: wait for replies forever
@@ -126,11 +126,10 @@ class AGISession:
                 logger.debug("-> %s %s", verb, ivrlog.mask_digits(
                     " ".join(protocol.quote(p) for p in parts[1:])))
             try:
-                self.writer.write(data)
-                await self.writer.drain()
-            except (ConnectionError, RuntimeError) as exc:
+                self.stream.write(data)
+            except AGIHangup:
                 self.hung_up = True
-                raise AGIHangup(f"connection lost while sending: {exc}") from None
+                raise
             reply = await self._read_reply()
         finally:
             self._busy = False
@@ -143,12 +142,20 @@ class AGISession:
         timeout = self.command_timeout
         if timeout is not None:
             self._arm(timeout)
-        reader = self.reader
+        stream = self.stream
         try:
             while True:
-                # readuntil awaited here, not in a helper coroutine: one frame less to
-                # resume for every reply.
-                line = protocol.decode_line(await reader.readuntil(b"\n"), "reply")
+                raw = stream.pop_line()
+                if raw is None:
+                    # Awaited here, not in a helper coroutine: one frame less to resume
+                    # for every reply.
+                    raw = await stream.wait_line()
+                reply = protocol.parse_common_reply(raw)
+                if reply is not None:  # the usual "200 result=N [endpos=M]"
+                    if self._expired:
+                        raise _ReplyTimeout
+                    return reply
+                line = protocol.decode_line(raw, "reply")
                 if line == protocol.HANGUP_LINE:
                     # Out of band: the reply to our command is still coming.
                     if not self.hung_up:
@@ -158,14 +165,14 @@ class AGISession:
                 if line.startswith("520-"):
                     lines = [line]
                     while protocol.reply_needs_more(lines):
-                        raw = await reader.readuntil(b"\n")
+                        raw = stream.pop_line() or await stream.wait_line()
                         lines.append(protocol.decode_line(raw, "reply"))
                     reply = protocol.parse_reply(lines)
                 else:
                     reply = protocol.parse_reply_line(line)
                 if self._expired:
                     # The timer fired in the same loop pass as the reply arrived: too late
-                    # (and the reader now holds the timeout for the next read anyway).
+                    # by the clock, and a reply counted late is never half-taken.
                     raise _ReplyTimeout
                 if reply.code == 100:  # "100 Trying...": the real reply follows
                     continue
@@ -176,15 +183,9 @@ class AGISession:
         except AGIProtocolError as exc:
             self._broken = str(exc)
             raise
-        except asyncio.IncompleteReadError:
+        except AGIHangup:
             self.hung_up = True
-            raise AGIHangup("connection closed by Asterisk") from None
-        except asyncio.LimitOverrunError:
-            self._broken = "reply line too long"
-            raise AGIProtocolError("reply line too long") from None
-        except ConnectionError as exc:
-            self.hung_up = True
-            raise AGIHangup(f"connection lost: {exc}") from None
+            raise
         finally:
             self._deadline = None  # the pending timer, if any, then lapses harmlessly
 
@@ -206,7 +207,7 @@ class AGISession:
             self._timer = self._loop.call_at(deadline, self._on_timer)
             return
         self._expired = True
-        self.reader.set_exception(_ReplyTimeout())
+        self.stream.fail_waiter(_ReplyTimeout())
 
     def _release(self) -> None:
         """Drop the deadline timer so a finished call is not kept alive by the loop."""
@@ -347,8 +348,4 @@ class AGISession:
     async def close(self) -> None:
         """Close the connection (Asterisk then resumes the dialplan after AGI())."""
         self._release()
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except (ConnectionError, AGIError):
-            pass
+        self.stream.close()

@@ -23,6 +23,7 @@ from ivr.agi import (
     AGISession,
     Handler,
 )
+from ivr.agi.stream import AGIStream
 from ivr.qa.fake_asterisk import Command, FakeAsterisk
 
 USAGE_520 = ("520-Invalid command syntax.  Proper usage follows:\n"
@@ -293,25 +294,31 @@ async def test_oversized_reply_line_is_a_protocol_error_and_breaks_the_session()
     assert fake.verbs() == ["GET VARIABLE"]
 
 
-class _Writer:
+class _Transport(asyncio.Transport):
+    """Just enough transport for an AGIStream fed by hand."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.sent: list[bytes] = []
 
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
 
-    async def drain(self) -> None:
-        pass
+    def is_closing(self) -> bool:
+        return False
 
 
 async def test_reply_arriving_as_the_deadline_fires_counts_as_late() -> None:
-    """Timer and reply in the same loop pass: the reply is not returned while the reader
-    already holds the timeout (it would break the next command instead)."""
-    reader = asyncio.StreamReader()
-    session = AGISession(reader, _Writer(), {}, command_timeout=60)  # type: ignore[arg-type]
+    """Timer and reply in the same loop pass: a reply that came as late as the deadline is
+    not returned (the command counts as timed out, and the session as out of step)."""
+    stream = AGIStream(1024)
+    stream.connection_made(_Transport())
+    stream.data_received(b"agi_network: yes\n\n")
+    assert await stream.read_headers() == b"agi_network: yes\n\n"
+    session = AGISession(stream, {}, command_timeout=60)
     task = asyncio.create_task(session.answer())
     await asyncio.sleep(0)  # the command is sent, its reply awaited
-    reader.feed_data(b"200 result=0\n")  # the reply wakes the reading task...
+    stream.data_received(b"200 result=0\n")  # the reply wakes the reading task...
     session._deadline = asyncio.get_running_loop().time() - 1
     session._on_timer()  # ...and the deadline timer runs before it
     with pytest.raises(AGIProtocolError, match="no reply within"):
