@@ -36,6 +36,11 @@ Targets:
   cuts every StarPay prompt file in the instance's sounds dir to --prompt-ms (no product
   change: the flow plays whatever file is there); without it a call lasts ~40 s.
 
+--agi-layer (fake target) adds a third server between the two: StarPay's FastAGI layer
+alone (AGIServer and AGISession, as `ivr serve` runs them) replaying the baseline's script
+with no flow, database or gateway; it splits StarPay's cost into the protocol layer's and
+the rest's.
+
 The box is shared: rounds alternate the servers (starpay, baseline, then baseline,
 starpay, ...) and the load average is printed with each measurement.
 """
@@ -48,6 +53,7 @@ import contextlib
 import os
 import pstats
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -65,6 +71,7 @@ from typing import Any
 import psutil
 from bench_common import load_average, raise_fd_limit
 
+from ivr.agi.protocol import split_command
 from ivr.ami import AMIActionError
 from ivr.qa.asterisk_call import AsteriskCall, qa_ami
 from ivr.qa.fake_asterisk import Command, FakeAsterisk
@@ -74,6 +81,7 @@ FIRST_PHONE = 15552000000  # +1 555 numbers: never a real subscriber
 FIRST_ACCOUNT = 700000
 BALANCE = 8417  # the demo's $84.17: every call says the same words, like the baseline
 KEYS = {"starpay/main_menu": "1", "starpay/pay_confirm_press": "1"}  # prompt -> key pressed
+_VERB_WORD = re.compile(r"[A-Z]+\Z")
 CHILDREN: set[asyncio.subprocess.Process] = set()
 
 
@@ -190,6 +198,38 @@ async def serve_baseline(script: list[bytes], port: int) -> None:
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     await stop.wait()
     server.close()
+
+
+async def serve_agi_layer(script: list[str], port: int) -> None:
+    """The baseline's exchange through StarPay's own AGIServer/AGISession (parsed replies,
+    deadlines, hang-up handling), with nothing behind it."""
+    from ivr.agi.server import AGIServer, tune_gc
+    from ivr.agi.session import AGISession
+
+    menus = tuple(f"STREAM FILE {p} " for p in KEYS)
+    commands = []
+    for line in script:  # "STREAM FILE starpay/x """ -> ("STREAM FILE", "starpay/x", "")
+        words = split_command(line)
+        verb = next((i for i, w in enumerate(words) if not _VERB_WORD.match(w)), len(words))
+        commands.append((" ".join(words[:verb]), words[verb:], line.startswith(menus)))
+
+    async def replay(session: AGISession) -> None:
+        for verb, args, menu in commands:
+            reply = await session.command(verb, *args)
+            if menu and reply.result == "0":
+                reply = await session.command("WAIT FOR DIGIT", 5000)
+            if reply.result == "-1":
+                return
+
+    server = AGIServer(lambda script: replay, port=port, max_sessions=100_000)
+    await server.start()
+    tune_gc()  # as `ivr serve` does
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    print(f"PORT {server.port}", flush=True)
+    await stop.wait()
+    await server.close()
 
 
 class Server:
@@ -438,16 +478,26 @@ def print_fake(runs: list[FakeRun], n: int, think_ms: float, commands: int) -> N
     print()
     print(f"(a) fake Asterisk: {n} concurrent full *PAY calls x {commands} AGI commands, "
           f"reply pause uniform 0..{2 * think_ms:.0f} ms, median of {len(ours)} round(s)")
+    layer = [r for r in runs if r.kind == "agi-layer"]
     head = f"{'':34}{'starpay':>12}{'baseline':>12}{'ratio':>8}"
+    if layer:
+        head += f"{'agi-layer':>12}{'ratio':>8}"
     print(head)
     print("-" * len(head))
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}" if b and a == a and b == b else "-"
+
     for name, f, fmt in rows:
         a, b = med(ours, f), med(base, f)
-        ratio = f"{a / b:.2f}" if b and a == a and b == b else "-"
-        print(f"{name:34}{fmt.format(a):>12}{fmt.format(b):>12}{ratio:>8}")
+        line = f"{name:34}{fmt.format(a):>12}{fmt.format(b):>12}{ratio(a, b):>8}"
+        if layer:
+            c = med(layer, f)
+            line += f"{fmt.format(c):>12}{ratio(c, b):>8}"
+        print(line)
     print("-" * len(head))
     for r in runs:
-        print(f"  round {r.kind:8} {r.calls_per_s:7.1f} calls/s  CPU/call "
+        print(f"  round {r.kind:9} {r.calls_per_s:7.1f} calls/s  CPU/call "
               f"{r.cpu_ms_per_call:6.2f} ms  load avg after: {r.load}"
               + (f"  note: {r.note}" if r.note else ""))
 
@@ -456,7 +506,9 @@ async def run_fake(args: argparse.Namespace, template: Path, script: Path, run_d
                    commands: int) -> list[FakeRun]:
     runs: list[FakeRun] = []
     for r in range(args.rounds):
-        order = ["starpay", "baseline"] if r % 2 == 0 else ["baseline", "starpay"]
+        kinds = ["starpay", "agi-layer", "baseline"] if args.agi_layer else [
+            "starpay", "baseline"]
+        order = kinds if r % 2 == 0 else kinds[::-1]
         for kind in order:
             prof = run_dir / "starpay.prof" if args.profile and kind == "starpay" else None
             print(f"fake round {r + 1}/{args.rounds}: {kind}, {args.calls} calls "
@@ -829,13 +881,20 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="fake: run StarPay under cProfile and print its hot spots")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
-    ap.add_argument("--serve", choices=["starpay", "baseline"], help=argparse.SUPPRESS)
+    ap.add_argument("--agi-layer", action="store_true",
+                    help="fake: also run StarPay's FastAGI layer alone (see above)")
+    ap.add_argument("--serve", choices=["starpay", "baseline", "agi-layer"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--script", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve == "starpay":
         serve_starpay(args.profile_out)
+        return 0
+    if args.serve == "agi-layer":
+        raise_fd_limit()
+        asyncio.run(serve_agi_layer(Path(args.script).read_text().splitlines(), args.port))
         return 0
     if args.serve == "baseline":
         raise_fd_limit()
