@@ -5,8 +5,8 @@ drain(), then StreamReader.readuntil() and its _wait_for_data(): three coroutine
 and resume, a waiter future and the reader's buffer bookkeeping, for every reply. A call
 exchanges about 50 commands, each after the CPU went idle for a prompt's length (so none of
 it is in a warm cache), and on 200 paced calls that machinery made StarPay's FastAGI layer
-alone cost 1.7x a bare streams server doing the same exchange; on this Protocol it costs
-about 1.3x (benchmarks/calls.py --agi-layer). Here ``data_received`` splits lines and hands
+alone cost 1.7x a bare streams server doing the same exchange; on this Protocol, 1.2x
+(benchmarks/calls.py --agi-layer). Here ``data_received`` splits lines and hands
 each to the one reader waiting for it; the session awaits nothing but that future.
 
 Knows bytes and lines only; what a line means is :mod:`ivr.agi.protocol`'s business.
