@@ -14,10 +14,12 @@ The scripted caller:
 - Keys queued with :meth:`press` are consumed by commands that read keys. ``STREAM FILE``
   (and ``CONTROL STREAM FILE``, ``SAY *``) is interrupted by the next queued key when that
   key is one of its escape digits (the reply is the key's ASCII code); otherwise it plays
-  to the end and the key stays queued. ``GET DATA`` takes queued keys up to its max digits
-  or a ``#`` (consumed, not returned); if the queue runs dry or reaches a pause
-  (:meth:`pause`) first, the reply says ``(timeout)``. ``WAIT FOR DIGIT`` takes one key or
-  times out (result=0).
+  to the end and the key stays queued (typed ahead). With ``drop_untaken_keys`` the queued
+  keys up to a pause count as pressed while it plays, so those before the first escape
+  digit are dropped, as Asterisk ignores DTMF outside the escape digits while it streams.
+  ``GET DATA`` takes queued keys up to its max digits or a ``#`` (consumed, not returned);
+  if the queue runs dry or reaches a pause (:meth:`pause`) first, the reply says
+  ``(timeout)``. ``WAIT FOR DIGIT`` takes one key or times out (result=0).
 - Files named in ``missing_files`` play with ``endpos=0``, like a missing sound in Asterisk.
 - Channel variables live in ``variables``; SET VARIABLE writes there, GET VARIABLE and
   GET FULL VARIABLE (``${NAME}`` only) read from it.
@@ -103,7 +105,7 @@ class FakeAsterisk:
                  keys: str = "", responder: Responder | None = None,
                  hangup_at: int | Callable[[Command], bool] | None = None,
                  missing_files: Sequence[str] = (), variables: Mapping[str, str] | None = None,
-                 file_samples: int = 16000) -> None:
+                 file_samples: int = 16000, drop_untaken_keys: bool = False) -> None:
         self.host, self.port = host, port
         n = next(_ids)
         self.uniqueid = uniqueid or f"1700000000.{n}"
@@ -141,6 +143,7 @@ class FakeAsterisk:
         self.missing_files = set(missing_files)
         self.variables: dict[str, str] = dict(variables or {})
         self.file_samples = file_samples
+        self.drop_untaken_keys = drop_untaken_keys
         self.transcript: list[Command] = []
         self.replies: list[str] = []
         self.dead = False
@@ -299,6 +302,9 @@ class FakeAsterisk:
         return "200 result=0"
 
     def _take_escape(self, escape: str) -> str | None:
+        if self.drop_untaken_keys:
+            while self.keys and self.keys[0] and self.keys[0] not in escape:
+                self.keys.popleft()
         if self.keys and self.keys[0] and self.keys[0] in escape:
             return self.keys.popleft()
         return None

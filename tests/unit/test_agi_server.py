@@ -94,6 +94,24 @@ async def test_call_round_trip_with_keys_variables_and_headers() -> None:
     assert fake.verbs()[-1] == "HANGUP"
 
 
+@pytest.mark.parametrize("drop,expected", [(False, [None, "5", "1"]),
+                                            (True, ["1", None, None])])
+async def test_fake_caller_keeps_or_drops_keys_a_prompt_does_not_take(
+        drop: bool, expected: list[str | None]) -> None:
+    """Typed ahead, the 5 waits for the next command that reads keys; pressed as on a
+    phone while the prompt plays, the 5 is lost and the 1 interrupts the prompt."""
+    got: list[str | None] = []
+
+    async def flow(s: AGISession) -> None:
+        got.append(await s.stream_file("menu", "1"))
+        got.append(await s.wait_for_digit(1000))
+        got.append(await s.wait_for_digit(1000))
+
+    async with serving({"pay": flow}) as server:
+        await FakeAsterisk(server.port, keys="51", drop_untaken_keys=drop).run()
+    assert got == expected
+
+
 async def test_callable_routes() -> None:
     async def flow(s: AGISession) -> None:
         await s.verbose(f"arg {s.args[0]}")
