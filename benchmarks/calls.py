@@ -36,6 +36,12 @@ Targets:
   cuts every StarPay prompt file in the instance's sounds dir to --prompt-ms (no product
   change: the flow plays whatever file is there); without it a call lasts ~40 s.
 
+--bare protocol makes the baseline the same replay written as asyncio Protocol callbacks
+instead of a streams coroutine: no task and no coroutine per call, each reply answered
+inside data_received. That is the floor for any FastAGI server (a flow that awaits
+anything needs a task per call), and a much stricter baseline than the default one, which
+is a plain asyncio streams server like the one the issue's figures were taken with.
+
 --agi-layer (fake target) adds a third server between the two: StarPay's FastAGI layer
 alone (AGIServer and AGISession, as `ivr serve` runs them) replaying the baseline's script
 with no flow, database or gateway; it splits StarPay's cost into the protocol layer's and
@@ -83,6 +89,7 @@ BALANCE = 8417  # the demo's $84.17: every call says the same words, like the ba
 KEYS = {"starpay/main_menu": "1", "starpay/pay_confirm_press": "1"}  # prompt -> key pressed
 _VERB_WORD = re.compile(r"[A-Z]+\Z")
 CHILDREN: set[asyncio.subprocess.Process] = set()
+BARE = "streams"  # the baseline's implementation (--bare)
 
 
 def phone(i: int) -> str:
@@ -232,6 +239,69 @@ async def serve_agi_layer(script: list[str], port: int) -> None:
     await server.close()
 
 
+class _BareProtocol(asyncio.Protocol):
+    """serve_baseline's call on an asyncio Protocol: the same replay, no streams."""
+
+    def __init__(self, script: list[bytes], menus: tuple[bytes, ...]) -> None:
+        self.script, self.menus = script, menus
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.in_headers = True
+        self.i = -1
+        self.waiting = False  # a WAIT FOR DIGIT after a menu is in flight
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        if self.in_headers:
+            end = buf.find(b"\n\n")
+            if end < 0:
+                self.buf = buf
+                return
+            self.in_headers = False
+            buf = buf[end + 2:]
+            self.step(None)
+        while (n := buf.find(b"\n")) >= 0:
+            line, buf = buf[:n + 1], buf[n + 1:]
+            if not line.startswith(b"HANGUP"):  # out of band; the reply follows
+                self.step(line)
+        self.buf = buf
+
+    def step(self, reply: bytes | None) -> None:
+        assert self.transport is not None
+        if reply is not None:
+            if reply.startswith((b"511", b"200 result=-1")):
+                self.transport.close()
+                return
+            if (not self.waiting and reply.startswith(b"200 result=0 ")
+                    and self.script[self.i].startswith(self.menus)):
+                self.waiting = True
+                self.transport.write(b"WAIT FOR DIGIT 5000\n")
+                return
+        self.waiting = False
+        self.i += 1
+        if self.i >= len(self.script):
+            self.transport.close()
+            return
+        self.transport.write(self.script[self.i])
+
+
+async def serve_baseline_protocol(script: list[bytes], port: int) -> None:
+    menus = tuple(f"STREAM FILE {p} ".encode() for p in KEYS)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _BareProtocol(script, menus), "127.0.0.1",
+                                      port, backlog=4096)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    await stop.wait()
+    server.close()
+
+
 class Server:
     """One server child process: start it, watch it with psutil, stop it."""
 
@@ -259,7 +329,7 @@ class Server:
             if self.profile:
                 args += ["--profile-out", str(self.profile)]
         else:
-            args += ["--script", str(self.script), "--port", str(self.port)]
+            args += ["--script", str(self.script), "--port", str(self.port), "--bare", BARE]
         err = os.open(self.run_dir / f"{self.kind}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                       0o600)
         try:
@@ -826,7 +896,7 @@ async def main_async(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="starpay-calls-"))
     instance = None
     print(f"StarPay call benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"load average at start {load_average()}")
+          f"load average at start {load_average()}; the baseline on asyncio {BARE}")
     try:
         template = run_dir / "template.db"
         t0 = time.perf_counter()
@@ -881,6 +951,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="fake: run StarPay under cProfile and print its hot spots")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    ap.add_argument("--bare", choices=["streams", "protocol"], default="streams",
+                    help="the baseline on asyncio streams or on an asyncio Protocol")
     ap.add_argument("--agi-layer", action="store_true",
                     help="fake: also run StarPay's FastAGI layer alone (see above)")
     ap.add_argument("--serve", choices=["starpay", "baseline", "agi-layer"],
@@ -889,6 +961,8 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global BARE
+    BARE = args.bare
     if args.serve == "starpay":
         serve_starpay(args.profile_out)
         return 0
@@ -899,7 +973,8 @@ def main() -> int:
     if args.serve == "baseline":
         raise_fd_limit()
         script = [(x + "\n").encode() for x in Path(args.script).read_text().splitlines()]
-        asyncio.run(serve_baseline(script, args.port))
+        bare = serve_baseline_protocol if args.bare == "protocol" else serve_baseline
+        asyncio.run(bare(script, args.port))
         return 0
     return asyncio.run(main_async(args))
 
