@@ -87,6 +87,7 @@ FIRST_PHONE = 15552000000  # +1 555 numbers: never a real subscriber
 FIRST_ACCOUNT = 700000
 BALANCE = 8417  # the demo's $84.17: every call says the same words, like the baseline
 KEYS = {"starpay/main_menu": "1", "starpay/pay_confirm_press": "1"}  # prompt -> key pressed
+MENUS = tuple(f"STREAM FILE {p} " for p in KEYS)  # commands after which a key may come late
 _VERB_WORD = re.compile(r"[A-Z]+\Z")
 CHILDREN: set[asyncio.subprocess.Process] = set()
 BARE = "streams"  # the baseline's implementation (--bare)
@@ -174,7 +175,7 @@ def serve_starpay(profile: str | None) -> None:
 async def serve_baseline(script: list[bytes], port: int) -> None:
     # Like StarPay's menus, wait for the key when a menu prompt ended without one, so
     # the baseline's calls last as long as StarPay's when keys come late.
-    menus = tuple(f"STREAM FILE {p} ".encode() for p in KEYS)
+    menus = tuple(m.encode() for m in MENUS)
 
     async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def send(line: bytes) -> bytes:
@@ -213,12 +214,11 @@ async def serve_agi_layer(script: list[str], port: int) -> None:
     from ivr.agi.server import AGIServer, tune_gc
     from ivr.agi.session import AGISession
 
-    menus = tuple(f"STREAM FILE {p} " for p in KEYS)
     commands = []
     for line in script:  # "STREAM FILE starpay/x """ -> ("STREAM FILE", "starpay/x", "")
         words = split_command(line)
         verb = next((i for i, w in enumerate(words) if not _VERB_WORD.match(w)), len(words))
-        commands.append((" ".join(words[:verb]), words[verb:], line.startswith(menus)))
+        commands.append((" ".join(words[:verb]), words[verb:], line.startswith(MENUS)))
 
     async def replay(session: AGISession) -> None:
         for verb, args, menu in commands:
@@ -290,7 +290,7 @@ class _BareProtocol(asyncio.Protocol):
 
 
 async def serve_baseline_protocol(script: list[bytes], port: int) -> None:
-    menus = tuple(f"STREAM FILE {p} ".encode() for p in KEYS)
+    menus = tuple(m.encode() for m in MENUS)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _BareProtocol(script, menus), "127.0.0.1",
                                       port, backlog=4096)

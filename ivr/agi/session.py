@@ -145,31 +145,27 @@ class AGISession:
         stream = self.stream
         try:
             while True:
-                raw = stream.pop_line()
-                if raw is None:
-                    # Awaited here, not in a helper coroutine: one frame less to resume
-                    # for every reply.
-                    raw = await stream.wait_line()
+                # Awaited here, not in a helper coroutine: one frame less to resume for
+                # every reply.
+                raw = stream.pop_line() or await stream.wait_line()
+                # The usual "200 result=N [endpos=M]" straight from bytes, else in full.
                 reply = protocol.parse_common_reply(raw)
-                if reply is not None:  # the usual "200 result=N [endpos=M]"
-                    if self._expired:
-                        raise _ReplyTimeout
-                    return reply
-                line = protocol.decode_line(raw, "reply")
-                if line == protocol.HANGUP_LINE:
-                    # Out of band: the reply to our command is still coming.
-                    if not self.hung_up:
-                        logger.debug("<- HANGUP (out of band)")
-                    self.hung_up = True
-                    continue
-                if line.startswith("520-"):
-                    lines = [line]
-                    while protocol.reply_needs_more(lines):
-                        raw = stream.pop_line() or await stream.wait_line()
-                        lines.append(protocol.decode_line(raw, "reply"))
-                    reply = protocol.parse_reply(lines)
-                else:
-                    reply = protocol.parse_reply_line(line)
+                if reply is None:
+                    line = protocol.decode_line(raw, "reply")
+                    if line == protocol.HANGUP_LINE:
+                        # Out of band: the reply to our command is still coming.
+                        if not self.hung_up:
+                            logger.debug("<- HANGUP (out of band)")
+                        self.hung_up = True
+                        continue
+                    if line.startswith("520-"):
+                        lines = [line]
+                        while protocol.reply_needs_more(lines):
+                            raw = stream.pop_line() or await stream.wait_line()
+                            lines.append(protocol.decode_line(raw, "reply"))
+                        reply = protocol.parse_reply(lines)
+                    else:
+                        reply = protocol.parse_reply_line(line)
                 if self._expired:
                     # The timer fired in the same loop pass as the reply arrived: too late
                     # by the clock, and a reply counted late is never half-taken.

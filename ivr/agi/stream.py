@@ -84,13 +84,13 @@ class AGIStream(asyncio.Protocol):
             if end < 0:
                 buf += data
                 if len(buf) > MAX_LINE:
-                    self._fail(AGIProtocolError("reply line too long"))
+                    self._too_long()
                 return
             buf += data[:end + 1]
             line = bytes(buf)
             buf.clear()
             if len(line) > MAX_LINE:
-                self._fail(AGIProtocolError("reply line too long"))
+                self._too_long()
                 return
             self._push(line)
             data = data[end + 1:]
@@ -99,13 +99,13 @@ class AGIStream(asyncio.Protocol):
         long = len(data) > MAX_LINE
         while (end := data.find(b"\n", start)) >= 0:
             if long and end - start >= MAX_LINE:
-                self._fail(AGIProtocolError("reply line too long"))
+                self._too_long()
                 return
             self._push(data[start:end + 1])  # usually all of data, which is then not copied
             start = end + 1
         if start < len(data):
             if len(data) - start > MAX_LINE:
-                self._fail(AGIProtocolError("reply line too long"))
+                self._too_long()
             else:
                 buf += data[start:]
 
@@ -120,10 +120,7 @@ class AGIStream(asyncio.Protocol):
             else:
                 self._error = ConnectionError(str(exc) or type(exc).__name__)
         self._buf.clear()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self._reading_error())
-        self._waiter = None
+        self.fail_waiter(self._reading_error())
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
 
@@ -132,17 +129,10 @@ class AGIStream(asyncio.Protocol):
     async def read_headers(self) -> bytes:
         """The header block through its blank line; AGIProtocolError if the peer closes
         first or sends more than the limit. Call once, before any line is read."""
-        if self._lines:
-            return self._lines.popleft()
-        if self._error is not None:
-            raise self._header_error()
-        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            return await self._waiter
-        except AGIHangup:
+            return self.pop_line() or await self.wait_line()
+        except AGIHangup:  # closed or reset: say so in header terms
             raise self._header_error() from None
-        finally:
-            self._waiter = None
 
     def pop_line(self) -> bytes | None:
         """The next received line (newline included), or None when none is queued yet."""
@@ -166,7 +156,8 @@ class AGIStream(asyncio.Protocol):
         return waiter
 
     def fail_waiter(self, exc: BaseException) -> None:
-        """Wake the pending :meth:`wait_line` future with ``exc`` (a reply deadline)."""
+        """Wake the pending :meth:`wait_line` future with ``exc`` (a reply deadline, the
+        connection's end)."""
         waiter = self._waiter
         self._waiter = None
         if waiter is not None and not waiter.done():
@@ -187,10 +178,10 @@ class AGIStream(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         self._error = exc
         self._buf.clear()
-        waiter = self._waiter
-        self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        self.fail_waiter(exc)
+
+    def _too_long(self) -> None:
+        self._fail(AGIProtocolError("reply line too long"))
 
     def _reading_error(self) -> Exception:
         err = self._error
