@@ -25,9 +25,7 @@ gateway by its key, as after a crash between 2 and 3.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -52,10 +50,6 @@ from ivr.storage.models import Account, Payment, PaymentMethod, Statement
 from ivr.storage.tx import Tx
 
 log = logging.getLogger(__name__)
-
-# Test-only hook: seconds to sleep after the gateway answered and before the outcome is
-# committed, so a test can SIGKILL the process in exactly that window.
-PAUSE_ENV = "STARPAY_TEST_PAUSE_AFTER_GATEWAY"
 
 OPEN_STATES = ("pending", "unknown")
 RejectReason = Literal["not_positive", "over_balance", "over_daily_limit", "no_card",
@@ -314,8 +308,6 @@ class PaymentService:
         except Exception as exc:  # anything else: we cannot know whether money moved
             log.exception("payment %s: gateway error; left for the reconciler", p.id)
             return await _settle(p, mark_unknown(self.db, p.id, None, actor, str(exc)))
-        if pause := os.environ.get(PAUSE_ENV):
-            await asyncio.sleep(float(pause))
         return await _settle(p, apply_result(self.db, p.id, result, actor,
                                              account_id=p.account_id))
 

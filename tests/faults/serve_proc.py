@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,11 @@ def serve_env(asterisk: Any, *, db_url: str, ledger: Path, agi_port: int,
 
 
 class ServeProcess:
-    """One `ivr serve` child process; its output goes to ``log``."""
+    """One `ivr serve` child process (or ``command``, a stand-in); its output goes to ``log``."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, cwd: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log: Path, cwd: Path,
+                 command: Sequence[str] = (*IVR, "serve")) -> None:
+        self.command = list(command)
         self.env = dict(env)
         self.log = log
         self.cwd = cwd
@@ -93,7 +95,7 @@ class ServeProcess:
         self.cwd.mkdir(parents=True, exist_ok=True)
         start_at = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*IVR, "serve"], env=self.env, cwd=self.cwd,
+            self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

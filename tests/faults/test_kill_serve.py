@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from ivr.qa.asterisk_call import AsteriskCall, qa_ami
-from ivr.services.payments import PAUSE_ENV
 from tests.faults.serve_proc import (
     IVR,
     ServeProcess,
@@ -29,6 +28,7 @@ from tests.faults.serve_proc import (
     serve_env,
     wait_until,
 )
+from tests.fixtures.paused_gateway import PAUSE_ENV, PAUSED_IVR
 
 pytestmark = pytest.mark.asterisk
 
@@ -42,7 +42,7 @@ async def test_kill_9_after_confirm_falls_back_and_settles_once(asterisk: Any,
     # The pause holds the service between the processor's answer and our commit.
     env = serve_env(asterisk, db_url=url, ledger=ledger, agi_port=asterisk.agi_port,
                     extra={PAUSE_ENV: "30"})
-    serve = ServeProcess(env, tmp_path / "serve.log", tmp_path)
+    serve = ServeProcess(env, tmp_path / "serve.log", tmp_path, command=[*PAUSED_IVR, "serve"])
     await asyncio.to_thread(serve.start)
     ami = await qa_ami(asterisk)
     contexts: list[tuple[str, str]] = []

@@ -15,9 +15,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ivr.gateways.sandbox import SandboxGateway
-from ivr.services.payments import PAUSE_ENV, Approved, PaymentService
+from ivr.services.payments import Approved, PaymentService
 from ivr.services.reconcile import reconcile_once
 from ivr.storage.models import Account, Payment
+from tests.fixtures.paused_gateway import PAUSE_ENV
 from tests.integration.test_payments_charge import make_account
 
 ROOT = Path(__file__).resolve().parents[2]
