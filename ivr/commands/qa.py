@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     import asyncio
 
-    from ivr.qa.runner import describe, run_scenarios, summary, write_junit
+    from ivr.qa.report import describe, summary, write_junit
+    from ivr.qa.runner import run_scenarios
     from ivr.qa.scenario import ScenarioError, load_all
 
     try:

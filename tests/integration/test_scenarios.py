@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from ivr.agi.server import AGIServer
 from ivr.flows import routes
-from ivr.qa.runner import describe, run_scenarios
+from ivr.qa.report import describe
+from ivr.qa.runner import run_scenarios
 from ivr.qa.scenario import load_all
 from ivr.storage.models import Payment
 from tests.unit.pay_world import make_world

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr.qa.runner import describe, find_run, run_scenarios, summary, write_junit
+from ivr.qa.report import describe, summary, write_junit
+from ivr.qa.runner import run_scenarios
 from ivr.qa.scenario import ScenarioError, load, load_all, sound_prompt
+from ivr.qa.steps import find_run
 
 GOOD = """
 name: pays
