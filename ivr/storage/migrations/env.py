@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import ivr.storage.calls  # noqa: F401  (registers the calls/callbacks tables)
+import ivr.storage.jobs  # noqa: F401  (registers the jobs table)
 from ivr.storage.db import make_engine
 from ivr.storage.models import Base
 
