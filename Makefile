@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+PIP_LOG := var/pip-install.log
 
 .PHONY: help run test system venv asterisk prompts db lint bench clean
 
@@ -15,11 +16,21 @@ help:
 system:
 	@bash scripts/system-deps.sh
 
+# pip and setuptools talk a lot; their output goes to PIP_LOG, shown only when pip fails.
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test]'
+	@mkdir -p $(dir $(PIP_LOG))
+	@echo "python packages: installing (log: $(PIP_LOG))"
+	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip && \
+	   $(BIN)/python -m pip install --disable-pip-version-check -e '.[test]'; } \
+	   >$(PIP_LOG) 2>&1 || { \
+	  echo "python packages: pip failed; the last lines of $(PIP_LOG):"; \
+	  tail -n 25 $(PIP_LOG); \
+	  echo "hint: the first ERROR line in the log says what failed (a package pip could not"; \
+	  echo "      find or build, or no network). Fix that, then run 'make venv' again."; \
+	  exit 1; }
 	@touch $@
+	@echo "python packages: done"
 
 venv: $(STAMP)
 
