@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check(args: argparse.Namespace, cfg: Config) -> int:
-    problems = cfg.problems()
-    errors = cfg.errors()
+    from ivr.app_hours import config_errors, config_problems  # late: it loads holidays
+
+    problems = config_problems(cfg)
+    errors = config_errors(cfg)
     print(f"configuration from: {cfg.source}")
     for p in problems:
         print(("  " if p.startswith("note:") else "  error: ") + p)

@@ -19,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from ivr.services.hours import BusinessHours, HoursError  # late: it loads holidays
+    from ivr.app_hours import business_hours  # late: it loads holidays
+    from ivr.services.hours import HoursError
 
     try:
-        hours = BusinessHours(cfg.hours)
+        hours = business_hours(cfg.hours)
         at = dt.datetime.now(hours.tz)
         if args.at:
             at = dt.datetime.fromisoformat(args.at)

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg.agi.host = args.host
     if args.port is not None:
         cfg.agi.port = args.port
-    errors = cfg.errors()
+    from ivr.app_hours import config_errors
+
+    errors = config_errors(cfg)
     if errors:
         for e in errors:
             print(f"ivr serve: {e}")

@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 
 from ivr.flows.context import Call
+from ivr.flows.hours_speech import describe_hours
 from ivr.flows.prompter import FlowExit
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ async def agent(call: Call) -> None:
         return
     now = call.ctx.clock()
     is_open = call.ctx.hours.is_open(now)
-    intro = [] if is_open else [CLOSED_PROMPT, HOURS_PROMPT, *call.ctx.hours.describe(call.lang)]
+    intro = [] if is_open else [CLOSED_PROMPT, HOURS_PROMPT,
+                                *describe_hours(call.ctx.hours, call.lang)]
     if call.ani is None:
         # No number to call back: the message is the only way left.
         await call.prompter.play(intro)

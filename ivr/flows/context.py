@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ivr.config import CallConfig
 from ivr.flows.prompter import CallSession, Prompter
@@ -19,15 +19,19 @@ from ivr.services.callbacks import CallbackStore
 from ivr.services.calls import CallFacts, CallLog
 from ivr.services.payments import PaymentService
 
+if TYPE_CHECKING:  # not at run time: it loads the holiday tables
+    from ivr.services.hours import DayGroup
+
 Clock = Callable[[], datetime]
 
 
 class Hours(Protocol):
-    """Business hours of the billing center (ivr.services.hours.BusinessHours)."""
+    """Business hours of the billing center (ivr.services.hours.BusinessHours); times and
+    days only: ivr.flows.hours_speech says them."""
 
     def is_open(self, at: datetime) -> bool: ...
     def next_opening(self, at: datetime) -> datetime: ...
-    def describe(self, lang: str) -> list[str]: ...
+    def weekly_groups(self) -> list[DayGroup]: ...
 
 
 @dataclass(frozen=True)

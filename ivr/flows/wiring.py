@@ -7,13 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from ivr.app_hours import business_hours
 from ivr.config import Config
 from ivr.flows.context import FlowContext
 from ivr.gateways import from_config as gateway_from_config
 from ivr.services.accounts import AccountService
 from ivr.services.callbacks import CallbackStore
 from ivr.services.calls import CallLog
-from ivr.services.hours import BusinessHours
 from ivr.services.payments import PaymentService
 from ivr.storage.db import Database
 
@@ -29,7 +29,7 @@ def build_context(cfg: Config) -> FlowContext:
                               daily_limit_minor=cfg.payments.daily_limit_minor)
     return FlowContext(accounts=AccountService(db), payments=payments,
                        calls=CallLog(db, clock=_now), callbacks=CallbackStore(db),
-                       hours=BusinessHours.from_config(cfg.hours),
+                       hours=business_hours(cfg.hours),
                        agents_available=_ami_agents_available(cfg), config=cfg.call,
                        clock=_now, allow_overpay=cfg.payments.allow_overpay)
 

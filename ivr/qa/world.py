@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ivr.app_hours import business_hours
 from ivr.config import CallConfig, HoursConfig
 from ivr.flows.context import FlowContext
 from ivr.gateways.sandbox import SandboxGateway
@@ -78,7 +79,7 @@ async def make_world(scenario: Scenario, templates: Templates, folder: Path,
     db = Database(f"sqlite+aiosqlite:///{path}")
     await add_accounts(db, scenario)
     gateway = SandboxGateway(folder / "sandbox.db")
-    business = BusinessHours.from_config(hours)
+    business = business_hours(hours)
     start = scenario.start_time(business.tz)
     began = time.monotonic()
 

@@ -215,7 +215,7 @@ def ami_originate(client: Originator, *, channel: str = CALLBACK_CHANNEL,
 async def callback_scheduler(cfg: Config) -> AsyncIterator[None]:
     """Run the scheduler beside `ivr serve` (an entry for its SERVICES list)."""
     from ivr.ami.client import AMIClient
-    from ivr.services.hours import BusinessHours
+    from ivr.app_hours import business_hours
 
     db = Database(cfg.database.url)
     client = AMIClient.from_config(cfg.ami)
@@ -231,7 +231,7 @@ async def callback_scheduler(cfg: Config) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(run_callback_scheduler(
         CallbackStore(db), originate,
-        is_open=BusinessHours.from_config(cfg.hours).is_open, stop=stop))
+        is_open=business_hours(cfg.hours).is_open, stop=stop))
     try:
         yield
     finally:

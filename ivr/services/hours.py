@@ -1,34 +1,32 @@
 """When the billing center is open: weekly hours, public holidays and one-off closures.
 
-All rules are in the center's local wall-clock time (hours.timezone); every answer is an
-aware datetime. Internally, each day's ranges become UTC intervals; holidays drop whole days,
-closures are cut out, touching intervals merge. ``is_open`` and ``next_change`` both read that
-one interval list, so the state flips exactly at the instant ``next_change`` returns, DST
-days included (a range starting in the spring-forward gap starts when the clock shows the
-next valid time; on the fall-back day the first of two equal wall times counts).
+All rules are in the center's local wall-clock time (``HoursRules.timezone``); every answer
+is an aware datetime. Internally, each day's ranges become UTC intervals; holidays drop whole
+days, closures are cut out, touching intervals merge. ``is_open`` and ``next_change`` both
+read that one interval list, so the state flips exactly at the instant ``next_change``
+returns, DST days included (a range starting in the spring-forward gap starts when the clock
+shows the next valid time; on the fall-back day the first of two equal wall times counts).
+
+Answers are times and states, never words: each channel (voice in ivr/flows/hours_speech.py,
+text, web) says them its own way, and the composition root turns the [hours] config into
+``HoursRules`` (ivr/app_hours.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-from ivr.config import HoursConfig
-from ivr.prompts import speech
-
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 UTC = dt.UTC
 _RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _SEARCH_DAYS = (8, 60, 800)  # widening look-ahead windows for the next change
-
-# Prompt ids (named *_PROMPT so ivr/prompts/usage.py sees them).
-FROM_PROMPT = "hours_from"
-TO_PROMPT = "hours_to"
-AND_PROMPT = "hours_and"
 
 Interval = tuple[dt.datetime, dt.datetime]  # [start, end) in UTC
 
@@ -39,59 +37,67 @@ class HoursError(ValueError):
         self.problems = problems
 
 
-def config_problems(cfg: HoursConfig) -> list[str]:
-    """Plain-words problems with the [hours] config (used by Config.problems)."""
-    try:
-        hours = BusinessHours(cfg)
-    except HoursError as exc:
-        return exc.problems
-    if not any(hours.weekly):
-        return ["note: hours.weekly has no open hours; every caller hears the after-hours "
-                "message"]
-    return []
+@dataclass(frozen=True)
+class HoursRules:
+    """The rules as written: weekly ranges as "HH:MM-HH:MM[,...]" text per day ("mon".."sun"),
+    a holidays country/subdivision ("" for none) and closures as ISO days or "start/end"
+    spans, all in ``timezone``'s wall-clock time. BusinessHours checks and parses them."""
+
+    timezone: str
+    weekly: Mapping[str, str]
+    holidays_country: str = ""
+    holidays_subdiv: str = ""
+    closures: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class DayGroup:
+    """Consecutive weekdays (Monday 0) sharing the same open ranges, in local wall time;
+    an end of 00:00 is the following midnight."""
+
+    first: int
+    last: int
+    ranges: tuple[tuple[dt.time, dt.time], ...]
 
 
 class BusinessHours:
-    def __init__(self, cfg: HoursConfig):
+    def __init__(self, rules: HoursRules):
+        # Problems name the HoursRules fields; the composition root says where they came from.
         problems: list[str] = []
         try:
-            self.tz = ZoneInfo(cfg.timezone)
+            self.tz = ZoneInfo(rules.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"hours.timezone {cfg.timezone!r} is not a time zone name like "
+            problems.append(f"timezone {rules.timezone!r} is not a time zone name like "
                             "America/New_York")
             self.tz = ZoneInfo("UTC")
         # weekly[i]: sorted (start, end) minutes after local midnight for weekday i (Monday 0).
         self.weekly: list[list[tuple[int, int]]] = [[] for _ in DAYS]
-        for day, text in cfg.weekly.items():
+        for day, text in rules.weekly.items():
             if day not in DAYS:
-                problems.append(f"hours.weekly: unknown day {day!r}; use {', '.join(DAYS)}")
+                problems.append(f"weekly: unknown day {day!r}; use {', '.join(DAYS)}")
                 continue
             try:
                 self.weekly[DAYS.index(day)] = parse_ranges(text)
             except ValueError as exc:
-                problems.append(f"hours.weekly.{day}: {exc}")
+                problems.append(f"weekly.{day}: {exc}")
         self.holidays: holidays.HolidayBase | None = None
-        if cfg.holidays_country:
+        if rules.holidays_country:
             try:
                 self.holidays = holidays.country_holidays(
-                    cfg.holidays_country, subdiv=cfg.holidays_subdiv or None)
+                    rules.holidays_country, subdiv=rules.holidays_subdiv or None)
             except NotImplementedError as exc:
-                problems.append(f"hours.holidays_country/holidays_subdiv: {exc}")
-        elif cfg.holidays_subdiv:
-            problems.append("hours.holidays_subdiv is set but hours.holidays_country is empty")
+                problems.append(f"holidays_country/holidays_subdiv: {exc}")
+        elif rules.holidays_subdiv:
+            problems.append("holidays_subdiv is set but holidays_country is empty")
         self.closures: list[Interval] = []
-        for text in cfg.closures:
+        for text in rules.closures:
             try:
                 self.closures.append(self._parse_closure(text))
             except ValueError as exc:
-                problems.append(f"hours.closures: {text!r}: {exc}")
+                problems.append(f"closures: {text!r}: {exc}")
         if problems:
             raise HoursError(problems)
         self.closures.sort()
-
-    @classmethod
-    def from_config(cls, cfg: HoursConfig) -> BusinessHours:
-        return cls(cfg)
 
     # --- questions ----------------------------------------------------------------------------
 
@@ -112,33 +118,22 @@ class BusinessHours:
         """
         return self._next(at, openings_only=True)
 
-    def describe(self, lang: str) -> list[str]:
-        """Prompt ids for the weekly hours: "Monday to Friday, from 8 a.m. to 8 p.m., ..."."""
-        out: list[str] = []
+    def weekly_groups(self) -> list[DayGroup]:
+        """The open days of the week, runs of days with equal hours grouped: Monday to Friday
+        8:00-20:00, Saturday 9:00-17:00. Closed days are left out."""
+        out: list[DayGroup] = []
         i = 0
         while i < 7:
             j = i
             while j + 1 < 7 and self.weekly[j + 1] == self.weekly[i]:
                 j += 1
             if self.weekly[i]:
-                out += self._describe_group(i, j, lang)
+                ranges = tuple((_time(s), _time(e)) for s, e in self.weekly[i])
+                out.append(DayGroup(i, j, ranges))
             i = j + 1
         return out
 
     # --- internals ----------------------------------------------------------------------------
-
-    def _describe_group(self, first: int, last: int, lang: str) -> list[str]:
-        days = [speech.weekday(first)]
-        if last == first + 1:
-            days += [AND_PROMPT, speech.weekday(last)]
-        elif last > first:
-            days += [TO_PROMPT, speech.weekday(last)]
-        out = ([FROM_PROMPT] if lang == "es" and last > first + 1 else []) + days
-        for n, (start, end) in enumerate(self.weekly[first]):
-            out += [AND_PROMPT] if n else []
-            out += [FROM_PROMPT] + speech.clock(_time(start), lang)
-            out += [TO_PROMPT] + speech.clock(_time(end), lang)
-        return out
 
     def _next(self, at: dt.datetime, openings_only: bool) -> dt.datetime:
         at = _aware(at)
@@ -153,7 +148,7 @@ class BusinessHours:
                 if not openings_only and start <= at < end and end < horizon:
                     return end.astimezone(self.tz)
         raise HoursError([f"the center does not open or close within {_SEARCH_DAYS[-1]} days "
-                          "of that time; check [hours]"])
+                          "of that time; check the weekly hours and closures"])
 
     def open_intervals(self, first: dt.date, last: dt.date) -> list[Interval]:
         """Merged open intervals (UTC) of the local days first..last inclusive."""

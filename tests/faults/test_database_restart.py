@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ivr.agi.server import AGIServer
+from ivr.app_hours import business_hours
 from ivr.config import CallConfig, HoursConfig
 from ivr.flows import routes
 from ivr.flows.context import FlowContext
@@ -29,7 +30,6 @@ from ivr.qa.fake_asterisk import Command, FakeAsterisk, Responder
 from ivr.services.accounts import AccountService
 from ivr.services.callbacks import CallbackStore
 from ivr.services.calls import CallLog
-from ivr.services.hours import BusinessHours
 from ivr.services.payments import PaymentService
 from ivr.services.reconcile import reconcile_once
 from ivr.storage.db import Database
@@ -105,7 +105,7 @@ async def test_database_crash_mid_charge_falls_back_and_settles_once(
     ctx = FlowContext(
         accounts=AccountService(db), payments=PaymentService(db, gateway),
         calls=CallLog(db, clock=lambda: OPEN), callbacks=CallbackStore(db, clock=lambda: OPEN),
-        hours=BusinessHours.from_config(HoursConfig()), agents_available=_no_agents,
+        hours=business_hours(HoursConfig()), agents_available=_no_agents,
         config=CallConfig(), clock=lambda: OPEN, first_key_ms=500, next_key_ms=300)
     server = AGIServer(routes(ctx), host="127.0.0.1", port=0)
     await server.start()

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ivr.agi.server import AGIServer
+from ivr.app_hours import business_hours
 from ivr.config import CallConfig, HoursConfig
 from ivr.flows import routes
 from ivr.flows.context import FlowContext
@@ -25,7 +26,6 @@ from ivr.services.accounts import AccountService
 from ivr.services.callbacks import CallbackStore
 from ivr.services.calls import CallLog
 from ivr.services.demo import seed_demo
-from ivr.services.hours import BusinessHours
 from ivr.services.payments import PaymentService
 from ivr.storage.calls import Callback, CallRecord
 from ivr.storage.db import Database
@@ -145,7 +145,7 @@ async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int
     ctx = FlowContext(
         accounts=AccountService(db), payments=PaymentService(db, gateway),
         calls=CallLog(db, clock=clock), callbacks=CallbackStore(db, clock=clock),
-        hours=BusinessHours.from_config(HoursConfig()), agents_available=agents,
+        hours=business_hours(HoursConfig()), agents_available=agents,
         config=CallConfig(verify=verify, max_tries=max_tries), clock=clock,
         allow_overpay=allow_overpay, first_key_ms=500, next_key_ms=300)
     server = AGIServer(routes(ctx), host="127.0.0.1", port=0)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ivr import cli, config
+from ivr.app_hours import config_errors, config_problems
 
 
 def test_defaults_are_embedded_loopback_and_secret_free(tmp_path, monkeypatch) -> None:
@@ -17,7 +18,7 @@ def test_defaults_are_embedded_loopback_and_secret_free(tmp_path, monkeypatch) -
     assert cfg.database.url.startswith("sqlite+aiosqlite://")
     assert cfg.payments.gateway == "sandbox"
     assert cfg.ami.secret == "" and cfg.web.secret == ""
-    assert cfg.errors() == []
+    assert config_errors(cfg) == []
 
 
 def test_file_then_environment(tmp_path) -> None:
@@ -57,11 +58,11 @@ def test_problems_in_plain_words() -> None:
     cfg = config.load(environ={"STARPAY_AGI_PORT": "70000", "STARPAY_CALL_VERIFY": "maybe",
                                "STARPAY_PAYMENTS_GATEWAY": "stripe",
                                "STARPAY_AGI_HOST": "0.0.0.0"})
-    errors = cfg.errors()
+    errors = config_errors(cfg)
     assert any("agi.port is 70000" in e for e in errors)
     assert any("call.verify" in e and "always, attested or never" in e for e in errors)
     assert any("STARPAY_PAYMENTS_STRIPE_API_KEY" in e for e in errors)
-    notes = [p for p in cfg.problems() if p.startswith("note:")]
+    notes = [p for p in config_problems(cfg) if p.startswith("note:")]
     assert any("agi.host = 0.0.0.0 is not loopback" in n for n in notes)
 
 

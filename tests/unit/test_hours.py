@@ -11,17 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr import config
+from ivr.app_hours import business_hours, config_errors, hours_problems
 from ivr.cli import main
 from ivr.config import HoursConfig
+from ivr.flows.hours_speech import describe_hours
 from ivr.prompts.catalog import Catalog
-from ivr.services.hours import DAYS, BusinessHours, HoursError, config_problems
+from ivr.services.hours import DAYS, BusinessHours, DayGroup, HoursError, HoursRules
 
 NY = ZoneInfo("America/New_York")
 UTC = dt.UTC
 
 
 def hours(**kw: object) -> BusinessHours:
-    return BusinessHours(HoursConfig(**kw))  # type: ignore[arg-type]
+    return business_hours(HoursConfig(**kw))  # type: ignore[arg-type]
 
 
 def ny(*args: int) -> dt.datetime:
@@ -83,17 +85,32 @@ def test_open_round_the_clock_merges_days() -> None:
     assert h.next_change(ny(2026, 11, 23, 3, 0)) == ny(2026, 11, 28, 0, 0)
 
 
+def test_weekly_groups_are_days_and_times() -> None:
+    h = hours(weekly={"mon": "08:00-20:00", "tue": "08:00-20:00", "thu": "08:00-12:00,13:00-24:00",
+                      "sat": "09:30-12:00", "sun": "09:30-12:00"})
+    assert h.weekly_groups() == [
+        DayGroup(0, 1, ((dt.time(8), dt.time(20)),)),
+        DayGroup(3, 3, ((dt.time(8), dt.time(12)), (dt.time(13), dt.time(0)))),
+        DayGroup(5, 6, ((dt.time(9, 30), dt.time(12)),)),
+    ]
+    assert hours(weekly={}).weekly_groups() == []
+
+
 def test_describe_says_the_hours() -> None:
     catalog = Catalog.load()
     h = hours(weekly={"mon": "08:00-20:00", "tue": "08:00-20:00", "wed": "08:00-20:00",
-                      "sat": "09:30-12:00", "sun": "09:30-12:00"})
+                      "fri": "08:00-12:00,13:00-17:00", "sat": "09:30-12:00",
+                      "sun": "09:30-12:00"})
 
     def said(lang: str) -> str:
-        return " ".join(catalog.text(i, lang) for i in h.describe(lang))
+        return " ".join(catalog.text(i, lang) for i in describe_hours(h, lang))
 
-    assert said("en") == ("Monday to Wednesday from eight a.m. to eight p.m. Saturday and "
-                          "Sunday from nine thirty a.m. to noon")
+    assert said("en") == ("Monday to Wednesday from eight a.m. to eight p.m. "
+                          "Friday from eight a.m. to noon and from one p.m. to five p.m. "
+                          "Saturday and Sunday from nine thirty a.m. to noon")
     assert said("es") == ("de lunes a miércoles de ocho de la mañana a ocho de la noche "
+                          "viernes de ocho de la mañana a mediodía y de una de la tarde a "
+                          "cinco de la tarde "
                           "sábado y domingo de nueve y treinta de la mañana a mediodía")
 
 
@@ -109,9 +126,27 @@ def test_describe_says_the_hours() -> None:
     (HoursConfig(closures=["2026-12-31T14:00/2026-12-31T13:00"]), "end must be after"),
 ])
 def test_bad_hours_are_explained(cfg: HoursConfig, problem: str) -> None:
-    assert any(problem in p for p in config_problems(cfg)), config_problems(cfg)
+    problems = hours_problems(cfg)
+    assert any(problem in p for p in problems), problems
+    assert all(p.startswith("hours.") for p in problems), problems  # named as config keys
     with pytest.raises(HoursError):
-        BusinessHours(cfg)
+        business_hours(cfg)
+
+
+def test_rules_need_no_config() -> None:
+    h = BusinessHours(HoursRules(timezone="Europe/London", weekly={"mon": "09:00-17:00"}))
+    assert h.is_open(dt.datetime(2026, 12, 28, 9, 0, tzinfo=ZoneInfo("Europe/London")))
+    with pytest.raises(HoursError, match="timezone 'Mars/Olympus'"):
+        BusinessHours(HoursRules(timezone="Mars/Olympus", weekly={}))
+
+
+def test_a_week_with_no_hours_is_a_note_not_an_error(tmp_path: Path) -> None:
+    file = tmp_path / "starpay.toml"
+    file.write_text('[hours]\nweekly = { mon = "" }\n')
+    cfg = config.load(file, environ={})
+    assert hours_problems(cfg.hours) == [
+        "note: hours.weekly has no open hours; every caller hears the after-hours message"]
+    assert config_errors(cfg) == []
 
 
 def test_naive_datetimes_are_refused() -> None:
@@ -126,7 +161,7 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
                     'closures = ["2026-12-24"]\n')
     cfg = config.load(file, environ={})
     assert cfg.hours.weekly == {"mon": "08:00-12:00,13:00-17:00", "sun": ""}
-    assert cfg.hours.timezone == "America/Chicago" and cfg.errors() == []
+    assert cfg.hours.timezone == "America/Chicago" and config_errors(cfg) == []
     cfg = config.load(file, environ={"STARPAY_HOURS_WEEKLY": "tue=09:00-10:00,11:00-12:00;wed=",
                                      "STARPAY_HOURS_HOLIDAYS_SUBDIV": "TX"})
     assert cfg.hours.weekly == {"tue": "09:00-10:00,11:00-12:00", "wed": ""}
@@ -135,7 +170,8 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="hours.weekly.mon"):
         config.load(file, environ={})
     file.write_text('[hours]\nweekly = { mon = "8am" }\n')
-    assert any("hours.weekly.mon" in e for e in config.load(file, environ={}).errors())
+    assert any("hours.weekly.mon" in e for e in config_errors(config.load(file, environ={})))
+    assert config.load(file, environ={}).errors() == []  # Config alone leaves hours out
     file.write_text('[call]\nlanguages = ["en", 5]\n')
     with pytest.raises(config.ConfigError, match="call.languages"):
         config.load(file, environ={})
@@ -186,7 +222,7 @@ INSTANTS = st.datetimes(dt.datetime(2025, 1, 1), dt.datetime(2027, 12, 31),
 @settings(max_examples=300, deadline=None)
 @given(cfg=configs(), at=INSTANTS)
 def test_next_change_flips_exactly_there(cfg: HoursConfig, at: dt.datetime) -> None:
-    h = BusinessHours(cfg)
+    h = business_hours(cfg)
     change = h.next_change(at)
     state = h.is_open(at)
     assert change > at

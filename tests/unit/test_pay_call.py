@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from ivr.flows.hours_speech import describe_hours
 from ivr.prompts import speech
 from ivr.qa.fake_asterisk import FakeAsterisk
 from ivr.services.payments import confirmation_number
@@ -323,7 +324,7 @@ async def test_after_hours_callback_is_stored_for_the_next_opening(world: World)
     fake = await world.call(("main_menu", "0"), ("callback_offer", "1"), callerid=ALEX)
     ids = played(fake)
     assert contains(ids, ["after_hours", "hours_are",
-                          *world.ctx.hours.describe("en"), "callback_offer"])
+                          *describe_hours(world.ctx.hours, "en"), "callback_offer"])
     assert ids[-2:] == ["callback_scheduled", "goodbye"]
     (cb,) = await world.callbacks()
     assert cb.number == ALEX and cb.status == "pending"
