@@ -11,7 +11,7 @@ help:
 	@echo "make run    set everything up, then run Asterisk + the StarPay service"
 	@echo "make test   set everything up, then run the whole test suite (real Asterisk, PostgreSQL)"
 	@echo "make bench  run the benchmarks in benchmarks/"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff, then mypy (types)"
 
 system:
 	@bash scripts/system-deps.sh
@@ -52,6 +52,7 @@ test: system venv asterisk prompts
 
 lint: venv
 	@$(BIN)/ruff check ivr tests benchmarks
+	@$(BIN)/mypy
 
 bench: venv asterisk
 	@$(BIN)/python benchmarks/agi_sessions.py

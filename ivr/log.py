@@ -34,7 +34,7 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time of each record, so a redirected or
     replaced stderr (a test harness, a daemon wrapper) never leaves us on a closed file."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 

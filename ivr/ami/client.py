@@ -28,7 +28,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
@@ -67,7 +67,7 @@ def _is_sensitive(name: str, event: Mapping[str, Any]) -> bool:
     return low.startswith(_SENSITIVE_PREFIXES) or any(k.lower() == "digit" for k in event)
 
 
-class _MaskedLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _MaskedLog(logging.LoggerAdapter[logging.Logger]):
     """panoramisk logs every parsed message at DEBUG, DTMF digits included: mask them."""
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
@@ -89,6 +89,8 @@ class _Protocol(AMIProtocol):
     - ``data_received`` decodes incrementally: panoramisk decodes each TCP chunk on its own
       and drops a UTF-8 character split across two chunks (e.g. in a caller name).
     """
+
+    closed: bool  # set by panoramisk's connection_made
 
     def __init__(self, manager: Manager, on_lost: Callable[[_Protocol, object], None]) -> None:
         super().__init__()
@@ -429,6 +431,14 @@ class AMIClient:
         self._manager.dispatch(Message({"Event": name, "Host": self.where, **fields}))
 
     # ---- actions -----------------------------------------------------------------------
+    @overload
+    async def _send(self, fields: Mapping[str, Any], *, as_list: Literal[False],
+                    timeout_s: float | None = None) -> Message: ...
+
+    @overload
+    async def _send(self, fields: Mapping[str, Any], *, as_list: bool | None = None,
+                    timeout_s: float | None = None) -> Message | list[Message]: ...
+
     async def _send(self, fields: Mapping[str, Any], *, as_list: bool | None = None,
                     timeout_s: float | None = None) -> Message | list[Message]:
         act = _action(fields)

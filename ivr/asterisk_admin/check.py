@@ -55,7 +55,9 @@ class Problem:
 
 def split_top(text: str, sep: str, limit: int = -1) -> list[str]:
     """Split on ``sep`` outside (), [] and {} (so ${IF(a?b:c)} stays whole)."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch in "([{":
             depth += 1

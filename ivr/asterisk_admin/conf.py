@@ -52,7 +52,8 @@ class Parsed:
 
 def strip_comment(line: str, in_block: bool) -> tuple[str, bool]:
     """Remove ``;`` comments (not ``\\;``) and ``;-- --;`` blocks; returns (code, in_block)."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(line):
         if in_block:
             end = line.find("--;", i)

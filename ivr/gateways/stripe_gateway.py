@@ -9,7 +9,7 @@ retry can never charge twice: Stripe replays the first answer for a key it has s
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import stripe
 
@@ -20,6 +20,9 @@ from ivr.gateways.base import (
     RefundResult,
     reason_for,
 )
+
+if TYPE_CHECKING:  # the params module's layout moves between stripe releases
+    from stripe.params import PaymentIntentCreateParams
 
 METADATA_KEY = "starpay_key"
 
@@ -42,7 +45,7 @@ class StripeGateway:
     async def charge(self, method_token: str, amount_minor: int, currency: str,
                      idempotency_key: str, metadata: dict[str, str],
                      customer: str | None = None) -> ChargeResult:
-        params: dict[str, Any] = {
+        params: PaymentIntentCreateParams = {
             "amount": amount_minor, "currency": currency.lower(),
             "payment_method": method_token, "off_session": True, "confirm": True,
             "metadata": {**metadata, METADATA_KEY: idempotency_key},
@@ -104,7 +107,9 @@ class StripeGateway:
             raise OutcomeUnknown(f"stripe refund: {exc}") from exc
         except stripe.StripeError as exc:
             raise ChargeFailed(f"stripe refused the refund: {exc}") from exc
-        status = refund.status if refund.status in ("succeeded", "pending") else "failed"
+        status: Literal["succeeded", "pending", "failed"] = (
+            "succeeded" if refund.status == "succeeded"
+            else "pending" if refund.status == "pending" else "failed")
         return RefundResult(refund.id, refund.amount, status)
 
 
@@ -134,7 +139,8 @@ def _from_intent(obj: Any) -> ChargeResult:
 
 
 def _from_card_error(exc: stripe.CardError, amount: int, currency: str) -> ChargeResult:
-    err = _plain(exc.json_body.get("error")) if exc.json_body else {}
+    body = exc.json_body  # the parsed JSON reply, typed as a plain object by stripe
+    err = _plain(body.get("error")) if isinstance(body, dict) else {}
     ref = (err.get("payment_intent") or {}).get("id")
     if exc.code == "authentication_required":
         return ChargeResult("action_required", amount, currency.upper(), reference=ref,

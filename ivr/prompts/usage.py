@@ -34,8 +34,8 @@ def python_uses(paths: Iterable[Path]) -> Uses:
     for file in _files(paths, "*.py"):
         tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
         for node in ast.walk(tree):
-            for literal in _literals(node):
-                uses.setdefault(literal.value, []).append(f"{file}:{literal.lineno}")
+            for value, lineno in _literals(node):
+                uses.setdefault(value, []).append(f"{file}:{lineno}")
     return uses
 
 
@@ -57,7 +57,8 @@ def _files(paths: Iterable[Path], pattern: str) -> list[Path]:
     return out
 
 
-def _literals(node: ast.AST) -> list[ast.Constant]:
+def _literals(node: ast.AST) -> list[tuple[str, int]]:
+    """(string, line) of each prompt id literal in ``node``."""
     if isinstance(node, ast.Call):
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -70,19 +71,19 @@ def _literals(node: ast.AST) -> list[ast.Constant]:
         targets, value = node.targets, node.value
     elif isinstance(node, ast.AnnAssign) and node.value is not None:
         targets, value = [node.target], node.value
-    out: list[ast.Constant] = []
+    out: list[tuple[str, int]] = []
     for target in targets:
         name = getattr(target, "id", getattr(target, "attr", ""))
         if name.endswith("_PROMPT") and value is not None:
-            out += [value] if _is_str(value) else []  # type: ignore[list-item]
+            out += _strings(value) if _is_str(value) else []
         elif name.endswith("_PROMPTS") and value is not None:
             out += _strings(value)
     return out
 
 
-def _strings(node: ast.expr) -> list[ast.Constant]:
-    if _is_str(node):
-        return [node]  # type: ignore[list-item]
+def _strings(node: ast.expr) -> list[tuple[str, int]]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [(node.value, node.lineno)]
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
         return [c for elt in node.elts for c in _strings(elt)]
     if isinstance(node, ast.Dict):

@@ -142,7 +142,7 @@ _VIEW_COLS = (Account.id, Account.account_number, Account.name, Account.language
               Statement.due_date, _OwnPhone.e164)
 
 
-def _view_query() -> Select[Any]:
+def _view_query() -> Select:  # type args differ between SQLAlchemy 2.0 and 2.1
     return (select(*_VIEW_COLS)
             .outerjoin(PaymentMethod, PaymentMethod.account_id == Account.id)
             .outerjoin(Statement, and_(Statement.account_id == Account.id,
@@ -201,7 +201,7 @@ class AccountService:
         found = await self._look_up(_BY_ID, {"account_id": account_id})
         return found[0] if found else None
 
-    async def _look_up(self, query: Select[Any], params: dict[str, Any]) -> list[AccountView]:
+    async def _look_up(self, query: Select, params: dict[str, Any]) -> list[AccountView]:
         rows = await self.db.run(lambda tx: tx.execute(query, params).all(), write=False)
         return _views(rows)
 

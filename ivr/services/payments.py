@@ -465,7 +465,7 @@ def _existing(tx: Tx, payment_id: int) -> StoredPayment:
     p = tx.execute(_BY_ID, {"pid": payment_id}).first()
     if p is None:
         raise LookupError(f"no payment with id {payment_id}")
-    return p  # type: ignore[return-value]
+    return p
 
 
 # The statements of the charge and settle paths, built once: a statement object reused

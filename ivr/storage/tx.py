@@ -74,7 +74,7 @@ class CoreTx:
         self.dialect = conn.dialect.name
 
     def execute(self, statement: Any, params: Params | None = None) -> Rows:
-        return self._conn.execute(statement, params)  # type: ignore[return-value]
+        return self._conn.execute(statement, params)
 
 
 class _Rows:
@@ -235,7 +235,9 @@ class SqliteTx:
 def wrap_error(exc: sqlite3.Error, sql: str | None, values: Any = None) -> DBAPIError:
     """The SQLAlchemy exception SQLAlchemy would have raised (IntegrityError,
     OperationalError, ...), so callers handle both Tx kinds alike."""
-    return DBAPIError.instance(sql, values, exc, sqlite3.Error)  # type: ignore[arg-type]
+    err = DBAPIError.instance(sql, values, exc, sqlite3.Error)
+    assert isinstance(err, DBAPIError)  # a bare StatementError only wraps non-DB-API errors
+    return err
 
 
 def sqlite_pragmas(conn: Any) -> None:
