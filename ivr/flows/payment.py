@@ -20,7 +20,7 @@ from ivr.services.accounts import AccountView
 from ivr.services.payments import Approved, ChargeOutcome, Declined, Pending, Rejected
 
 if TYPE_CHECKING:  # an opaque handle the payment service passes to the call log
-    from ivr.storage.tx import Tx
+    from ivr.services.payments import Tx
 
 log = logging.getLogger(__name__)
 
