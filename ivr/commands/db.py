@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from ivr.app import App
     from ivr.config import Config
     from ivr.storage.db import Database
 
@@ -45,19 +46,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_with_db(cfg: Config, body: Callable[[Database], Awaitable[T]],
                 check: bool = True) -> T | None:
-    """Run ``body`` with a Database; print storage problems as advice, return None then."""
+    """Run ``body`` with the Database; print storage problems as advice, return None then."""
+    return run_with_app(cfg, lambda app: body(app.database()), check=check)
+
+
+def run_with_app(cfg: Config, body: Callable[[App], Awaitable[T]],
+                 check: bool = True) -> T | None:
+    """Run ``body`` with the composition root's resources (closed after it); print storage
+    problems as advice and return None then."""
     import asyncio
 
-    from ivr.storage.db import Database, StorageError, describe_failure
+    from ivr.app import App
+    from ivr.storage.db import StorageError, describe_failure
 
     async def _main() -> T:
-        db = Database(cfg.database.url, echo=cfg.database.echo)
-        try:
+        async with App(cfg) as app:
             if check:
-                await db.check()
-            return await body(db)
-        finally:
-            await db.dispose()
+                await app.database().check()
+            return await body(app)
 
     try:
         return asyncio.run(_main())

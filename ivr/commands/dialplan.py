@@ -120,14 +120,10 @@ def reload(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _reload(cfg: Config, modules: list[str]) -> None:
-    from ivr.ami.client import AMIClient  # late: the CLI starts without panoramisk loaded
+    from ivr.app import App  # late: the CLI starts without panoramisk loaded
 
-    client = AMIClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
-                       keepalive_interval=None)
-    await client.connect()
-    try:
+    async with App(cfg) as app:
+        client = await app.ami.connected(timeout=10.0)
         for module in modules:
             await client.reload(module)
-    finally:
-        await client.close()
 

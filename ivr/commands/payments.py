@@ -6,13 +6,13 @@ import argparse
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from ivr.commands.db import run_with_db
+from ivr.commands.db import run_with_app
 
 if TYPE_CHECKING:
+    from ivr.app import App
     from ivr.config import Config
     from ivr.services.payments import PaymentView
     from ivr.services.reconcile import ReconcileReport
-    from ivr.storage.db import Database
 
 
 # ivr.storage.models.PAYMENT_STATES (tests/unit/test_cli_startup.py keeps them equal): the
@@ -37,16 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
-    from ivr.gateways import from_config
     from ivr.money import format_minor
     from ivr.services.payments import PaymentService
 
-    async def body(db: Database) -> list[PaymentView]:
-        svc = PaymentService(db, from_config(cfg.payments))
+    async def body(app: App) -> list[PaymentView]:
+        svc = PaymentService(app.database(), app.gateway)
         return await svc.list(account_number=args.account, state=args.state,
                               limit=args.limit)
 
-    rows = run_with_db(cfg, body)
+    rows = run_with_app(cfg, body)
     if rows is None:
         return 1
     if not rows:
@@ -62,19 +61,15 @@ def list_cmd(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def reconcile_cmd(args: argparse.Namespace, cfg: Config) -> int:
-    from ivr.gateways import from_config
     from ivr.services.reconcile import reconcile_once
 
     min_age = cfg.payments.reconcile_min_age if args.min_age is None else args.min_age
-    async def body(db: Database) -> ReconcileReport:
-        gateway = from_config(cfg.payments)
-        try:
-            return await reconcile_once(db, gateway, min_age=timedelta(seconds=min_age),
-                                        actor="cli")
-        finally:
-            await gateway.close()
 
-    report = run_with_db(cfg, body)
+    async def body(app: App) -> ReconcileReport:
+        return await reconcile_once(app.database(), app.gateway,
+                                    min_age=timedelta(seconds=min_age), actor="cli")
+
+    report = run_with_app(cfg, body)
     if report is None:
         return 1
     print(f"checked {report.checked}: {report.approved} approved, {report.declined} declined,"

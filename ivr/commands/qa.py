@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     try:
         results = asyncio.run(run_scenarios(scenarios, args.target, jobs=args.jobs,
                                             instance=instance, on_result=show,
-                                            hours=cfg.hours))
+                                            config=cfg))
     except Exception as exc:  # no Asterisk, port taken, ...: say so in one line
         print(f"ivr qa run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

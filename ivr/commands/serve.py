@@ -1,19 +1,17 @@
-"""`ivr serve`: run the FastAGI server and the services beside it until signalled.
+"""`ivr serve`: run the FastAGI server and the jobs worker until signalled.
 
-Services that must run alongside the AGI server (payment reconciler, AMI client, web
-console) go in :data:`SERVICES`: each is a function ``cfg -> async context manager`` that
-starts the service on enter and stops it on exit. They start after the AGI server and stop
-before it, in reverse order, so calls still in progress can use them while they finish.
+What runs is put together by the composition root (:func:`ivr.app.serve_app`): the
+resources (database, gateway, AMI), then the FastAGI server, then the jobs worker
+(reconcile passes, callbacks); shutdown leaves them in reverse order, so calls still in
+progress keep the database and the gateway while they finish.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,28 +19,6 @@ if TYPE_CHECKING:
 
     from ivr.agi.server import AGIServer
     from ivr.config import Config
-
-logger = logging.getLogger(__name__)
-
-Service = Callable[["Config"], AbstractAsyncContextManager[object]]
-
-
-# Each imports its service when `ivr serve` starts it, not when the CLI builds its parser:
-# the services pull in storage (SQLAlchemy), which `ivr --help` has no use for.
-def _reconciler(cfg: Config) -> AbstractAsyncContextManager[object]:
-    from ivr.services.reconcile import reconciler_service
-
-    return reconciler_service(cfg)
-
-
-def _callbacks(cfg: Config) -> AbstractAsyncContextManager[object]:
-    from ivr.services.callbacks import callback_scheduler
-
-    return callback_scheduler(cfg)
-
-
-# The other long-running parts of the product; see the module docstring.
-SERVICES: list[Service] = [_reconciler, _callbacks]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,23 +59,17 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     """Run until ``stop`` is set or SIGINT/SIGTERM arrives, then shut down gracefully."""
     import asyncio
 
-    from ivr import flows  # the outermost room: flows pull in services and storage
-    from ivr.agi.server import AGIServer
+    from ivr.app import serve_app
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    server = AGIServer(
-        flows.routes(cfg=cfg), host=cfg.agi.host, port=cfg.agi.port,
-        max_sessions=cfg.agi.max_sessions, header_timeout=cfg.agi.header_timeout,
-        command_timeout=cfg.agi.command_timeout, shutdown_grace=cfg.agi.shutdown_grace)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(server)
-            for service in SERVICES:
-                await stack.enter_async_context(service(cfg))
+        async with serve_app(cfg) as app:
+            server = app.agi_server
+            assert server is not None
             print(f"StarPay FastAGI listening on {cfg.agi.host}:{server.port} "
                   f"(dialplan: AGI(agi://{cfg.agi.host}:{server.port}/pay)); "
                   "Ctrl-C to stop", flush=True)

@@ -1,8 +1,9 @@
 """What a call flow needs from the outside world, handed in as one small object.
 
-Production builds it from the config (:func:`ivr.flows.build_context`); tests build it with
-real services on a temporary SQLite database, a clock they control and an "agents
-available?" function of their choosing. Flows never reach past it to SQL or sockets.
+One function builds it, :func:`ivr.app.flow_context`: for `ivr serve` from the config's
+resources, for QA and the tests from a temporary SQLite database, a clock they control and
+an "agents available?" function of their choosing. Flows never reach past it to SQL or
+sockets.
 """
 
 from __future__ import annotations

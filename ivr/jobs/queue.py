@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -272,7 +272,7 @@ async def cancel(db: Database, job_id: int) -> JobView:
         return _view(job)
 
 
-_PURGE = (Job.__table__.delete()
+_PURGE = (delete(Job)
           .where(Job.state == "done", Job.finished_at < bindparam("p_before"),
                  Job.dedupe_key.like(bindparam("p_prefix"))))
 

@@ -105,7 +105,8 @@ class Worker:
     def __init__(self, db: Database, kinds: dict[str, JobKind], *,
                  periodic: Sequence[Periodic] = (), concurrency: int = 16,
                  poll_interval: float = 0.5, lease: float = 30.0, grace: float = 10.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None,
+                 clock: Callable[[], datetime] = queue.utcnow) -> None:
         for p in periodic:
             if p.kind not in kinds:
                 raise ValueError(f"periodic job {p.kind!r} has no registered kind")
@@ -117,6 +118,7 @@ class Worker:
         self.lease = lease
         self.grace = grace
         self.name = name or worker_name()
+        self.clock = clock  # "now" for claims and retries (tests move it)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._done: list[int] = []  # completed, not yet written
         self._flushing: asyncio.Task[None] | None = None
@@ -165,8 +167,8 @@ class Worker:
             try:
                 await self._defer_periodic()
                 free = self.concurrency - len(self._running)
-                claimed = await queue.claim(self.db, self.name, free, self.lease) \
-                    if free > 0 else []
+                claimed = await queue.claim(self.db, self.name, free, self.lease,
+                                             self.clock()) if free > 0 else []
             except Exception as exc:  # a dead database: say it once a round, go on
                 log.warning("jobs: cannot reach the jobs table (%s: %s); trying again in "
                             "%.0f s", type(exc).__name__, exc, max(1.0, self.poll_interval))
@@ -190,7 +192,7 @@ class Worker:
             return self.poll_interval
         if due is None:
             return self.poll_interval
-        return min(self.poll_interval, max(0.0, (due - queue.utcnow()).total_seconds()))
+        return min(self.poll_interval, max(0.0, (due - self.clock()).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -198,7 +200,7 @@ class Worker:
         self._wake.clear()
 
     async def _defer_periodic(self) -> None:
-        now = queue.utcnow()
+        now = self.clock()
         for p in self.periodic:
             key, start = p.key(now)
             if self._deferred_period.get(p.kind) == key:
@@ -219,7 +221,7 @@ class Worker:
         except asyncio.CancelledError:
             # Stopping: give the job back now rather than when the lease runs out.
             with contextlib.suppress(Exception):
-                await queue.release(self.db, self.name, [job.id], queue.utcnow())
+                await queue.release(self.db, self.name, [job.id], self.clock())
             raise
         except Exception:
             log.exception("jobs: job %d (%s): could not record its outcome; it runs again "
@@ -276,9 +278,9 @@ class Worker:
             log.warning("jobs: job %d (%s) failed after %d attempt(s): %s", ctx.id, ctx.kind,
                         ctx.attempt, error)
             return
-        at = queue.utcnow() + timedelta(seconds=delay)
+        at = self.clock() + timedelta(seconds=delay)
         await queue.retry_at(self.db, self.name, ctx.id, at, error)
-        log.warning("jobs: job %d (%s) attempt %d/%d: %s; next try in %.0f s", ctx.id,
+        log.warning("jobs: job %d (%s) attempt %d/%d: %s; next try in %.1f s", ctx.id,
                     ctx.kind, ctx.attempt, ctx.max_attempts, error, delay)
 
     async def _flush_soon(self) -> None:
@@ -313,7 +315,8 @@ class Worker:
         """Run every job due now, one claim after another, until none is due (tests and
         one-shot commands); how many ran."""
         ran = 0
-        while batch := await queue.claim(self.db, self.name, self.concurrency, self.lease):
+        while batch := await queue.claim(self.db, self.name, self.concurrency, self.lease,
+                                         self.clock()):
             await asyncio.gather(*(self._run(job) for job in batch))
             ran += len(batch)
         await self._flush()

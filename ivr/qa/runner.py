@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ivr.asterisk.local import LocalAsterisk
-from ivr.config import HoursConfig
+from ivr.config import Config
 from ivr.qa.result import Result
 from ivr.qa.scenario import Scenario
 from ivr.qa.targets.asterisk import AsteriskRunner
@@ -22,11 +22,11 @@ TARGETS = ("emulator", "asterisk")
 async def run_scenarios(scenarios: Sequence[Scenario], target: str = "emulator", *,
                         jobs: int | None = None, instance: LocalAsterisk | None = None,
                         on_result: Callable[[Result], None] | None = None,
-                        hours: HoursConfig | None = None) -> list[Result]:
+                        config: Config | None = None) -> list[Result]:
     if target == "emulator":
-        runner: Runner = EmulatorRunner(jobs=jobs or 8, hours=hours)
+        runner: Runner = EmulatorRunner(jobs=jobs or 8, config=config)
     elif target == "asterisk":
-        runner = AsteriskRunner(instance, jobs=jobs or 16, hours=hours)
+        runner = AsteriskRunner(instance, jobs=jobs or 16, config=config)
     else:
         raise ValueError(f"target is one of {TARGETS}, not {target!r}")
     async with runner:

@@ -16,17 +16,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ivr.app import flow_context
 from ivr.app_hours import business_hours
-from ivr.config import CallConfig, HoursConfig
+from ivr.config import Config
 from ivr.flows.context import FlowContext
 from ivr.gateways.sandbox import SandboxGateway
 from ivr.qa.scenario import Scenario
-from ivr.services.accounts import AccountService
-from ivr.services.callbacks import CallbackStore
-from ivr.services.calls import CallLog
 from ivr.services.demo import seed_demo
-from ivr.services.hours import BusinessHours
-from ivr.services.payments import PaymentService
 from ivr.storage.db import Database
 from ivr.storage.migrate import upgrade
 from ivr.storage.models import Account, PaymentMethod, PhoneNumber, Statement
@@ -71,7 +67,7 @@ class World:
 
 @contextlib.asynccontextmanager
 async def make_world(scenario: Scenario, templates: Templates, folder: Path,
-                     agents: Agents, hours: HoursConfig, call: CallConfig, *,
+                     agents: Agents, cfg: Config, *,
                      first_key_ms: int, next_key_ms: int) -> AsyncIterator[World]:
     path = folder / "starpay.db"
     template = await templates.get(scenario.seed)
@@ -79,7 +75,7 @@ async def make_world(scenario: Scenario, templates: Templates, folder: Path,
     db = Database(f"sqlite+aiosqlite:///{path}")
     await add_accounts(db, scenario)
     gateway = SandboxGateway(folder / "sandbox.db")
-    business = business_hours(hours)
+    business = business_hours(cfg.hours)
     start = scenario.start_time(business.tz)
     began = time.monotonic()
 
@@ -88,23 +84,14 @@ async def make_world(scenario: Scenario, templates: Templates, folder: Path,
             return dt.datetime.now(UTC)
         return (start + timedelta(seconds=time.monotonic() - began)).astimezone(UTC)
 
-    ctx = _flow_context(db, gateway, business, agents, call, clock,
-                        first_key_ms=first_key_ms, next_key_ms=next_key_ms)
+    # The same builder as `ivr serve`: the config's payment rules apply to QA calls too.
+    ctx = flow_context(cfg, db=db, gateway=gateway, agents_available=agents, hours=business,
+                       clock=clock, first_key_ms=first_key_ms, next_key_ms=next_key_ms)
     world = World(scenario, db, gateway, ctx)
     try:
         yield world
     finally:
         await world.close()
-
-
-def _flow_context(db: Database, gateway: SandboxGateway, hours: BusinessHours,
-                  agents: Agents, call: CallConfig, clock: Clock, *,
-                  first_key_ms: int, next_key_ms: int) -> FlowContext:
-    # The one place the scenario world wires the services a call flow uses.
-    return FlowContext(accounts=AccountService(db), payments=PaymentService(db, gateway),
-                       calls=CallLog(db, clock=clock), callbacks=CallbackStore(db, clock=clock),
-                       hours=hours, agents_available=agents, config=call, clock=clock,
-                       first_key_ms=first_key_ms, next_key_ms=next_key_ms)
 
 
 def _copy(template: Path, path: Path) -> None:

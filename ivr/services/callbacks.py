@@ -1,40 +1,49 @@
-"""Callbacks promised to callers after hours, and the scheduler that places them.
+"""Callbacks promised to callers, placed by a durable job.
 
 A callback is stored when the caller asks for one (number, account, due time = the next
-opening). :func:`run_callback_scheduler` wakes every ``interval`` seconds, claims the due
-ones and places each through the ``originate`` function it is given (AMI Originate in
+opening), and in the same transaction a ``callbacks.place`` job is deferred for that time
+(dedupe key ``callback:<id>``), so a stored callback always has its job and a second
+request for the same number moves both. The job's handler (:func:`place_callback_job`)
+places the call through the ``originate`` function it is given (AMI Originate in
 production, anything in tests), so this module knows nothing of AMI.
 
-Claiming flips ``pending`` → ``placing`` in one conditional UPDATE, so two schedulers (or
-two processes) never place the same callback twice. A failed attempt goes back to pending
-``retry_minutes`` later until ``max_attempts``, then stays ``failed`` for a person to see.
+While the center is closed the job waits for the next opening (that run does not count as
+an attempt). A failed attempt is retried by the job's :class:`RetryStrategy` (15 minutes
+later, three tries in all by default); after the last, the callback stays ``failed`` for a
+person to see. Two workers never place one callback twice: the job is leased to one worker,
+and the callback moves ``pending`` → ``placing`` in one conditional update.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 
-from ivr.config import Config
+from ivr.jobs.queue import defer_in, move_in
+from ivr.jobs.retry import RetryStrategy, fixed
+from ivr.jobs.worker import JobContext, Reschedule
 from ivr.storage.calls import Callback
 from ivr.storage.db import Database
+from ivr.storage.tx import Tx
 
 log = logging.getLogger(__name__)
 
+CALLBACK_JOB = "callbacks.place"
 Clock = Callable[[], datetime]
 # originate(callback) places the call; it raises (or returns False) when it was not placed.
 Originate = Callable[["CallbackInfo"], Awaitable[bool | None]]
-# is_open(at): whether agents are there to take the call being placed.
-IsOpen = Callable[[datetime], bool]
-# A claim older than this belonged to a worker that died mid-attempt (Originate waits 45 s).
-STALE_CLAIM = timedelta(minutes=10)
+
+
+class OpeningHours(Protocol):
+    """The part of ivr.services.hours.BusinessHours used here."""
+
+    def is_open(self, at: datetime) -> bool: ...
+    def next_opening(self, at: datetime) -> datetime: ...
 
 
 def _utcnow() -> datetime:
@@ -46,6 +55,10 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def job_key(callback_id: int) -> str:
+    return f"callback:{callback_id}"
+
+
 @dataclass(frozen=True)
 class CallbackInfo:
     id: int
@@ -55,39 +68,66 @@ class CallbackInfo:
     due_at: datetime
     status: str
     attempts: int
+    last_error: str | None = None
 
     @classmethod
-    def of(cls, row: Callback) -> CallbackInfo:
+    def of(cls, row: Any) -> CallbackInfo:
         return cls(id=row.id, number=row.number, account_id=row.account_id,
                    language=row.language, due_at=_aware(row.due_at), status=row.status,
-                   attempts=row.attempts)
+                   attempts=row.attempts, last_error=row.last_error)
+
+
+_PENDING_FOR = (select(Callback.id).where(Callback.number == bindparam("p_number"),
+                                          Callback.status == "pending"))
+_ONE = select(Callback).where(Callback.id == bindparam("p_id"))
+_CLAIM = (update(Callback)
+          .where(Callback.id == bindparam("p_id"),
+                 Callback.status.in_(("pending", "placing")))
+          .values(status="placing", attempts=Callback.attempts + 1,
+                  updated_at=bindparam("p_now")))
+_INSERT = insert(Callback).returning(Callback.id)
+_MOVE = update(Callback).where(Callback.id == bindparam("p_id"))  # SET: the columns given
+_FINISH = (update(Callback).where(Callback.id == bindparam("p_id"))
+           .values(status=bindparam("p_status"), last_error=bindparam("p_error"),
+                   updated_at=bindparam("p_now")))
 
 
 class CallbackStore:
-    def __init__(self, db: Database, clock: Clock = _utcnow) -> None:
+    def __init__(self, db: Database, clock: Clock = _utcnow,
+                 retry: RetryStrategy | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.retry = retry or fixed(15 * 60.0, max_attempts=3)
 
     async def schedule(self, number: str, due_at: datetime, *, account_id: int | None = None,
                        language: str = "en", call_uniqueid: str | None = None) -> CallbackInfo:
-        """Store a callback; one pending callback per number (a second request moves it)."""
-        async with self.db.write_session() as s:
-            row = (await s.execute(select(Callback).where(
-                Callback.number == number, Callback.status == "pending"))).scalars().first()
-            if row is None:
-                row = Callback(number=number, status="pending", attempts=0)
-                s.add(row)
-            row.due_at = due_at.astimezone(UTC)
-            row.account_id = account_id
-            row.language = language
-            row.call_uniqueid = call_uniqueid
-            await s.flush()
-            return CallbackInfo.of(row)
+        """Store a callback and its job; one pending callback per number (a second request
+        moves it, and its job)."""
+        due = due_at.astimezone(UTC)
+        now = self.clock().astimezone(UTC)
+        values = {"due_at": due, "account_id": account_id, "language": language,
+                  "call_uniqueid": call_uniqueid, "updated_at": now}
+
+        def body(tx: Tx) -> CallbackInfo:
+            existing = tx.execute(_PENDING_FOR, {"p_number": number}).scalar_one_or_none()
+            if existing is None:
+                cid = tx.execute(_INSERT, {
+                    **values, "number": number, "status": "pending", "attempts": 0,
+                    "created_at": now}).scalar_one()
+                defer_in(tx, CALLBACK_JOB, {"callback_id": cid}, run_at=due,
+                         dedupe_key=job_key(cid), max_attempts=self.retry.max_attempts)
+            else:
+                cid = existing
+                tx.execute(_MOVE, {**values, "p_id": cid})
+                move_in(tx, job_key(cid), due)
+            return CallbackInfo.of(tx.execute(_ONE, {"p_id": cid}).one())
+
+        return await self.db.run(body)
 
     async def get(self, callback_id: int) -> CallbackInfo | None:
-        async with self.db.session() as s:
-            row = await s.get(Callback, callback_id)
-            return CallbackInfo.of(row) if row else None
+        row = await self.db.run(lambda tx: tx.execute(_ONE, {"p_id": callback_id}).first(),
+                                write=False)
+        return CallbackInfo.of(row) if row else None
 
     async def pending(self) -> list[CallbackInfo]:
         async with self.db.session() as s:
@@ -95,147 +135,54 @@ class CallbackStore:
                                     .order_by(Callback.due_at))).scalars().all()
             return [CallbackInfo.of(r) for r in rows]
 
-    async def claim_due(self, now: datetime, limit: int = 10,
-                        stale_after: timedelta = STALE_CLAIM) -> list[CallbackInfo]:
-        """Mark up to ``limit`` due callbacks as being placed and return them.
+    async def claim(self, callback_id: int) -> CallbackInfo | None:
+        """Mark the callback as being placed (one more attempt); None when it is no longer
+        waiting (placed, failed or cancelled meanwhile)."""
+        now = self.clock().astimezone(UTC)
 
-        A callback still ``placing`` long after its claim (``stale_after``, far beyond the
-        Originate timeout) belonged to a worker that died mid-attempt: it is claimed again
-        rather than lost. The claim time is ``now``, so tests' clocks stay consistent."""
-        now = now.astimezone(UTC)
-        cutoff = now - stale_after
-        claimable = or_(and_(Callback.status == "pending", Callback.due_at <= now),
-                        and_(Callback.status == "placing", Callback.updated_at <= cutoff))
-        claimed: list[CallbackInfo] = []
-        async with self.db.write_session() as s:
-            ids = (await s.execute(
-                select(Callback.id).where(claimable)
-                .order_by(Callback.due_at).limit(limit))).scalars().all()
-            for cid in ids:
-                res = await s.execute(
-                    update(Callback).where(Callback.id == cid, claimable)
-                    .values(status="placing", attempts=Callback.attempts + 1,
-                            updated_at=now))
-                if res.rowcount == 1:  # type: ignore[attr-defined]
-                    row = await s.get(Callback, cid)
-                    assert row is not None
-                    await s.refresh(row)
-                    claimed.append(CallbackInfo.of(row))
-        return claimed
+        def body(tx: Tx) -> CallbackInfo | None:
+            if tx.execute(_CLAIM, {"p_id": callback_id, "p_now": now}).rowcount != 1:
+                return None
+            return CallbackInfo.of(tx.execute(_ONE, {"p_id": callback_id}).one())
 
-    async def finish(self, callback_id: int, *, placed: bool, error: str | None = None,
-                     retry_at: datetime | None = None) -> None:
-        async with self.db.write_session() as s:
-            row = await s.get(Callback, callback_id)
-            if row is None:
-                return
-            if placed:
-                row.status = "placed"
-            elif retry_at is not None:
-                row.status = "pending"
-                row.due_at = retry_at.astimezone(UTC)
-            else:
-                row.status = "failed"
-            row.last_error = (error or "")[:255] or None
+        return await self.db.run(body)
+
+    async def finish(self, callback_id: int, status: str, error: str | None = None) -> None:
+        """``placed``, ``failed``, or ``pending`` again (a retry is due)."""
+        now = self.clock().astimezone(UTC)
+        await self.db.run(lambda tx: tx.execute(_FINISH, {
+            "p_id": callback_id, "p_status": status, "p_error": (error or "")[:255] or None,
+            "p_now": now}))
 
 
-async def place_due(store: CallbackStore, originate: Originate, *, now: datetime,
-                    is_open: IsOpen | None = None, max_attempts: int = 3,
-                    retry_minutes: int = 15) -> int:
-    """Place every callback due at ``now`` (only while open); how many were placed."""
-    if is_open is not None and not is_open(now):
-        return 0
-    placed = 0
-    for cb in await store.claim_due(now):
+def place_callback_job(store: CallbackStore, originate: Originate, *,
+                       hours: OpeningHours | None = None
+                       ) -> Callable[[JobContext], Awaitable[None]]:
+    """The ``callbacks.place`` job's handler: place one callback, or say why not.
+
+    Raising hands the attempt back to the job's retry strategy; on the job's last attempt
+    the callback is marked failed first, so what people see matches the job."""
+    async def handle(job: JobContext) -> None:
+        now = store.clock()
+        if hours is not None and not hours.is_open(now):
+            raise Reschedule(hours.next_opening(now), "the center is closed")
+        cb = await store.claim(int(job.payload["callback_id"]))
+        if cb is None:
+            return  # cancelled or already handled: nothing to place
         try:
             ok = await originate(cb) is not False
             error = None if ok else "not answered"
-        except Exception as exc:  # one failed call must not stop the others
+        except Exception as exc:  # this attempt failed; the strategy decides what next
             ok, error = False, f"{type(exc).__name__}: {exc}"
         if ok:
-            placed += 1
-            await store.finish(cb.id, placed=True)
+            await store.finish(cb.id, "placed")
             log.info("callback %d placed", cb.id)
-        else:
-            retry = (now + timedelta(minutes=retry_minutes)
-                     if cb.attempts < max_attempts else None)
-            await store.finish(cb.id, placed=False, error=error, retry_at=retry)
-            log.warning("callback %d not placed (attempt %d): %s", cb.id, cb.attempts, error)
-    return placed
+            return
+        await store.finish(cb.id, "failed" if job.last_attempt else "pending", error)
+        raise CallbackNotPlaced(f"callback {cb.id} not placed: {error}")
+
+    return handle
 
 
-async def run_callback_scheduler(store: CallbackStore, originate: Originate, *,
-                                 is_open: IsOpen | None = None, interval: float = 30.0,
-                                 stop: asyncio.Event | None = None, max_attempts: int = 3,
-                                 retry_minutes: int = 15) -> None:
-    """Place due callbacks until ``stop`` is set (or the task is cancelled)."""
-    stop = stop or asyncio.Event()
-    while not stop.is_set():
-        try:
-            await place_due(store, originate, now=store.clock(), is_open=is_open,
-                            max_attempts=max_attempts, retry_minutes=retry_minutes)
-        except Exception:
-            # A database hiccup must not kill the scheduler; the next round retries.
-            log.exception("callback scheduler round failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
-
-
-# Where a callback rings: the admin's outbound route for customer numbers, and what the
-# answered call runs (the billing queue, with the account for the agent's screen).
-CALLBACK_CHANNEL = "Local/{number}@starpay-callback"
-CALLBACK_CONTEXT = "starpay-queue"
-
-
-class Originator(Protocol):
-    """The part of ivr.ami.client.AMIClient used here."""
-
-    async def originate(self, channel: str, *, context: str | None = ...,
-                        exten: str | None = ..., variables: dict[str, str] | None = ...,
-                        caller_id: str | None = ..., timeout_ms: int = ...) -> Any: ...
-
-
-def ami_originate(client: Originator, *, channel: str = CALLBACK_CHANNEL,
-                  context: str = CALLBACK_CONTEXT, timeout_ms: int = 45000) -> Originate:
-    """An ``originate`` for the scheduler: AMI Originate, placed when the customer answers."""
-    async def originate(cb: CallbackInfo) -> bool:
-        result = await client.originate(
-            channel.format(number=cb.number), context=context, exten="s",
-            variables={"STARPAY_ACCOUNT": str(cb.account_id or ""),
-                       "CHANNEL(language)": cb.language, "STARPAY_CALLBACK": str(cb.id)},
-            caller_id="StarPay", timeout_ms=timeout_ms)
-        return bool(getattr(result, "success", False))
-
-    return originate
-
-
-@contextlib.asynccontextmanager
-async def callback_scheduler(cfg: Config) -> AsyncIterator[None]:
-    """Run the scheduler beside `ivr serve` (an entry for its SERVICES list)."""
-    from ivr.ami.client import AMIClient
-    from ivr.app_hours import business_hours
-
-    db = Database(cfg.database.url)
-    client = AMIClient.from_config(cfg.ami)
-    place = ami_originate(client)
-
-    async def originate(cb: CallbackInfo) -> bool | None:
-        # Connect on first need: Asterisk may start after us, and a failure here is just
-        # this attempt's (the scheduler retries it later).
-        if not client.connected:
-            await client.connect(timeout=5.0)
-        return await place(cb)
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_callback_scheduler(
-        CallbackStore(db), originate,
-        is_open=business_hours(cfg.hours).is_open, stop=stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-        await client.close()
-        await db.dispose()
+class CallbackNotPlaced(Exception):
+    """This attempt did not reach the customer; the job's retry strategy takes over."""

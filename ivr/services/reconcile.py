@@ -16,17 +16,16 @@ the claim is enough.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
-from ivr.config import Config
 from ivr.gateways.base import Gateway, GatewayError, OutcomeUnknown
+from ivr.jobs.worker import JobContext
 from ivr.services.accounts import as_utc
 from ivr.services.payments import OPEN_STATES, apply_result, mark_failed
 from ivr.storage.db import Database
@@ -134,36 +133,14 @@ async def _settle(db: Database, gateway: Gateway, report: ReconcileReport, pid: 
         report.declined += 1
 
 
-async def run_reconciler(db: Database, gateway: Gateway, interval: float,
-                         stop_event: asyncio.Event, **kw: object) -> None:
-    """Run :func:`reconcile_once` every ``interval`` seconds until ``stop_event`` is set."""
-    while not stop_event.is_set():
-        try:
-            await reconcile_once(db, gateway, **kw)  # type: ignore[arg-type]
-        except Exception:
-            log.exception("reconcile pass failed; retrying in %ss", interval)
-        try:
-            await asyncio.wait_for(stop_event.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+RECONCILE_JOB = "payments.reconcile"
 
 
-@contextlib.asynccontextmanager
-async def reconciler_service(cfg: Config) -> AsyncIterator[None]:
-    """Settle `unknown` payments at start and every payments.reconcile_interval seconds
-    beside `ivr serve` (an entry for its SERVICES list)."""
-    from ivr.gateways import from_config as gateway_from_config
+def reconcile_job(db: Database, gateway: Gateway, *, min_age: timedelta
+                  ) -> Callable[[JobContext], Awaitable[None]]:
+    """The periodic ``payments.reconcile`` job's handler: one :func:`reconcile_once` pass.
+    The worker defers one per ``payments.reconcile_interval`` across all workers."""
+    async def handle(job: JobContext) -> None:
+        await reconcile_once(db, gateway, min_age=min_age)
 
-    db = Database(cfg.database.url)
-    gateway = gateway_from_config(cfg.payments)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_reconciler(
-        db, gateway, cfg.payments.reconcile_interval, stop,
-        min_age=timedelta(seconds=cfg.payments.reconcile_min_age)))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-        await gateway.close()
-        await db.dispose()
+    return handle

@@ -21,16 +21,11 @@ from pathlib import Path
 import pytest
 
 from ivr.agi.server import AGIServer
-from ivr.app_hours import business_hours
-from ivr.config import CallConfig, HoursConfig
+from ivr.app import flow_context
+from ivr.config import Config
 from ivr.flows import routes
-from ivr.flows.context import FlowContext
 from ivr.gateways.sandbox import SandboxGateway
 from ivr.qa.fake_asterisk import Command, FakeAsterisk, Responder
-from ivr.services.accounts import AccountService
-from ivr.services.callbacks import CallbackStore
-from ivr.services.calls import CallLog
-from ivr.services.payments import PaymentService
 from ivr.services.reconcile import reconcile_once
 from ivr.storage.db import Database
 from ivr.storage.migrate import upgrade
@@ -102,11 +97,8 @@ async def test_database_crash_mid_charge_falls_back_and_settles_once(
     await seed_url(url)
     ledger = tmp_path / "ledger.db"
     gateway = SandboxGateway(ledger, latency=GATEWAY_LATENCY)
-    ctx = FlowContext(
-        accounts=AccountService(db), payments=PaymentService(db, gateway),
-        calls=CallLog(db, clock=lambda: OPEN), callbacks=CallbackStore(db, clock=lambda: OPEN),
-        hours=business_hours(HoursConfig()), agents_available=_no_agents,
-        config=CallConfig(), clock=lambda: OPEN, first_key_ms=500, next_key_ms=300)
+    ctx = flow_context(Config(), db=db, gateway=gateway, agents_available=_no_agents,
+                       clock=lambda: OPEN, first_key_ms=500, next_key_ms=300)
     server = AGIServer(routes(ctx), host="127.0.0.1", port=0)
     await server.start()
     try:

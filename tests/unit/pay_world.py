@@ -16,17 +16,13 @@ from typing import Any
 from sqlalchemy import select
 
 from ivr.agi.server import AGIServer
-from ivr.app_hours import business_hours
-from ivr.config import CallConfig, HoursConfig
+from ivr.app import flow_context
+from ivr.config import CallConfig, Config, PaymentsConfig
 from ivr.flows import routes
 from ivr.flows.context import FlowContext
 from ivr.gateways.sandbox import SandboxGateway
 from ivr.qa.fake_asterisk import Command, FakeAsterisk, Responder
-from ivr.services.accounts import AccountService
-from ivr.services.callbacks import CallbackStore
-from ivr.services.calls import CallLog
 from ivr.services.demo import seed_demo
-from ivr.services.payments import PaymentService
 from ivr.storage.calls import Callback, CallRecord
 from ivr.storage.db import Database
 from ivr.storage.migrate import upgrade
@@ -142,12 +138,10 @@ async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int
     def clock() -> datetime:
         return holder[0].now
 
-    ctx = FlowContext(
-        accounts=AccountService(db), payments=PaymentService(db, gateway),
-        calls=CallLog(db, clock=clock), callbacks=CallbackStore(db, clock=clock),
-        hours=business_hours(HoursConfig()), agents_available=agents,
-        config=CallConfig(verify=verify, max_tries=max_tries), clock=clock,
-        allow_overpay=allow_overpay, first_key_ms=500, next_key_ms=300)
+    cfg = Config(call=CallConfig(verify=verify, max_tries=max_tries),
+                 payments=PaymentsConfig(allow_overpay=allow_overpay))
+    ctx = flow_context(cfg, db=db, gateway=gateway, agents_available=agents, clock=clock,
+                       first_key_ms=500, next_key_ms=300)
     server = AGIServer(routes(ctx), host="127.0.0.1", port=0)
     await server.start()
     world = World(db=db, gateway=gateway, ctx=ctx, server=server)

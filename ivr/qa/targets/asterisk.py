@@ -20,7 +20,7 @@ from ivr.agi.server import AGIServer
 from ivr.agi.session import AGISession
 from ivr.ami.client import AMIClient
 from ivr.asterisk.local import LocalAsterisk
-from ivr.config import CallConfig, HoursConfig
+from ivr.config import Config
 from ivr.flows.pay import pay
 from ivr.qa.asterisk_call import QA_EVENTS, AsteriskCall, qa_ami
 from ivr.qa.checks import check_outcome
@@ -44,8 +44,8 @@ class AsteriskRunner(Runner):
     next_key_ms = 3000
 
     def __init__(self, instance: LocalAsterisk | None = None, *, jobs: int = 16,
-                 hours: HoursConfig | None = None, call: CallConfig | None = None) -> None:
-        super().__init__(jobs=jobs, hours=hours, call=call)
+                 config: Config | None = None) -> None:
+        super().__init__(jobs=jobs, config=config)
         self.instance = instance  # a running LocalAsterisk; None: start a private one
         self._own = instance is None
         self._server: AGIServer | None = None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ivr.config import CallConfig, HoursConfig
+from ivr.config import Config
 from ivr.qa.result import Result
 from ivr.qa.scenario import Scenario, prompts_of
 from ivr.qa.steps import Failed
@@ -28,11 +28,9 @@ class Runner:
     first_key_ms: int
     next_key_ms: int
 
-    def __init__(self, *, jobs: int = 8, hours: HoursConfig | None = None,
-                 call: CallConfig | None = None) -> None:
+    def __init__(self, *, jobs: int = 8, config: Config | None = None) -> None:
         self.jobs = max(1, jobs)
-        self.hours = hours or HoursConfig()
-        self.call = call or CallConfig()
+        self.config = config or Config()  # the product's rules (payments, call, hours)
         self._tmp: Path | None = None
         self._templates: Templates | None = None
 
@@ -59,7 +57,7 @@ class Runner:
               ) -> contextlib.AbstractAsyncContextManager[World]:
         assert self._tmp is not None and self._templates is not None, "use async with"
         return make_world(scenario, self._templates, self._tmp / f"s{n:03d}", agents,
-                          self.hours, self.call, first_key_ms=self.first_key_ms,
+                          self.config, first_key_ms=self.first_key_ms,
                           next_key_ms=self.next_key_ms)
 
     async def run(self, scenarios: Sequence[Scenario],
