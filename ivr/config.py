@@ -2,7 +2,8 @@
 
 Precedence (last wins): built-in defaults, the TOML file, then environment variables named
 ``STARPAY_<SECTION>_<KEY>`` (e.g. ``STARPAY_AGI_PORT=4600``). The defaults run the product
-embedded: SQLite, the sandbox gateway, a local SMS outbox, everything on loopback.
+embedded: SQLite, the sandbox gateway, everything on loopback. Only the composition root
+(ivr/app.py) turns these values into objects.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from ivr.ami.client import AMIClient
+from ivr.app import AmiLink
 from ivr.config import Config
-from ivr.flows.wiring import _ami_agents_available
 from ivr.qa.fake_asterisk import FakeAsterisk
 from tests.faults.serve_proc import wait_until
 from tests.unit.pay_world import ALEX, World, make_world, played
@@ -95,7 +95,8 @@ async def test_agents_check_during_an_ami_drop_gives_the_no_agent_path(
     cfg = Config()
     cfg.ami.port, cfg.ami.secret, cfg.ami.reconnect_max_delay = (
         proxy.port, asterisk.ami_secret, 1.0)
-    agents = _ami_agents_available(cfg)  # what `ivr serve` wires into the pay flow
+    link = AmiLink(cfg)
+    agents = link.agents_available  # what `ivr serve` wires into the pay flow
     world.ctx.agents_available = agents
     # A second client through the proxy, for events.
     events = AMIClient(asterisk.ami_host, proxy.port, asterisk.ami_username,
@@ -138,6 +139,7 @@ async def test_agents_check_during_an_ami_drop_gives_the_no_agent_path(
             await admin.command(f"queue remove member {AGENT} from billing")
         await admin.close()
         await events.close()
+        await link.close()
         await proxy.close()
     print(f"AMI cut: agent request answered (no-agent path) in {during_s:.2f} s; "
           f"agents check back {back_s:.2f} s after the link returned")

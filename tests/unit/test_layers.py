@@ -229,3 +229,40 @@ def test_the_scan_sees_every_kind_of_import(tmp_path: Path) -> None:
                       ("ivr/services/late.py:6 ivr.config.Config", "services"),
                       ("ivr/agi/server.py:2 ivr.config", "agi")}
     assert circles(room_graph(scan(pkg))) == [["flows", "services"]]
+
+
+# Building a resource from the config: only the composition root does it. Our builders are
+# ivr.gateways.from_config (imported bare, or as gateway_from_config) and
+# AMIClient.from_config; alembic's ScriptDirectory.from_config is not ours.
+_BUILDERS = {"from_config", "gateway_from_config"}
+_BUILDER_OWNERS = {"AMIClient", "gateways"}
+ROOT_MODULES = {"ivr/app.py", "ivr/app_hours.py"}
+
+
+def _builds_from_config(call: ast.Call) -> bool:
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        if func.attr == "from_config":
+            return isinstance(func.value, ast.Name) and func.value.id in _BUILDER_OWNERS
+        name = func.attr
+    else:
+        name = getattr(func, "id", "")
+    if name in _BUILDERS:
+        return True
+    # Database(cfg.database.url, ...): a database opened straight from the config.
+    return name == "Database" and any(
+        isinstance(a, ast.Attribute) and a.attr == "url"
+        and isinstance(a.value, ast.Attribute) and a.value.attr == "database"
+        for a in call.args)
+
+
+def test_only_the_composition_root_builds_resources_from_the_config() -> None:
+    found = []
+    for file in sorted(PACKAGE.rglob("*.py")):
+        rel = file.relative_to(ROOT).as_posix()
+        if rel in ROOT_MODULES or rel.startswith("ivr/gateways/"):  # from_config's home
+            continue
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        found += [f"{rel}:{n.lineno}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Call) and _builds_from_config(n)]
+    assert not found, "build these through ivr.app.App instead:\n" + "\n".join(found)
