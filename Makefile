@@ -58,6 +58,7 @@ bench: venv asterisk
 	@$(BIN)/python benchmarks/agi_sessions.py
 	@$(BIN)/python benchmarks/payments.py
 	@$(BIN)/python benchmarks/call_storage.py
+	@$(BIN)/python benchmarks/jobs.py
 
 clean:
 	rm -rf $(VENV) var prompts/build
