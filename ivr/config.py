@@ -87,6 +87,8 @@ class WebConfig:
 @dataclass
 class CallConfig:
     verify: str = "attested"  # always | attested | never
+    # What an untrusted caller proves: zip | pin | zip_or_pin (ivr/flows/verify.py).
+    verify_with: str = "zip"
     max_tries: int = 3
     lockout_failures: int = 5
     lockout_minutes: int = 30
@@ -150,6 +152,9 @@ class Config:
             out.append("agi.max_sessions must be at least 1")
         if self.call.verify not in ("always", "attested", "never"):
             out.append(f"call.verify is {self.call.verify!r}; use always, attested or never")
+        if self.call.verify_with not in ("zip", "pin", "zip_or_pin"):
+            out.append(f"call.verify_with is {self.call.verify_with!r}; use zip, pin or "
+                       "zip_or_pin")
         if self.payments.gateway not in ("sandbox", "stripe"):
             out.append(f"payments.gateway is {self.payments.gateway!r}; use sandbox or stripe")
         if self.payments.gateway == "stripe" and not self.payments.stripe_api_key:

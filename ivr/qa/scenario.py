@@ -9,6 +9,7 @@ One file holds one scenario (or a list of them)::
     agents: 1                   # free agents in the billing queue (default 0)
     seed: demo                  # `demo` (default: the `ivr db seed --demo` accounts) or `none`
     accounts: []                # extra accounts for this scenario only (see below)
+    call: {verify_with: pin}    # [call] settings for this scenario only (default: none)
     steps:
       - expect: greeting        # wait until the service plays starpay/greeting
       - expect: main_menu
@@ -39,12 +40,16 @@ Absent: the real clock.
 ``balance`` ("50.00"), ``language`` (en), ``due_in_days`` (14; negative = past due, null = no
 statement), ``card`` (``{token, brand, last4}`` with a sandbox token, or ``none``).
 
+``call``: keys of the ``[call]`` config section (``verify_with``, ``verify``, ...) that this
+scenario's calls run with, over the config the run was started with; checked like the config.
+
 :func:`load` validates everything and raises :class:`ScenarioError` naming the file and the
 step, so a typo in a prompt id fails before any call is placed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
@@ -55,13 +60,15 @@ from typing import Any
 
 import yaml
 
+from ivr.config import CallConfig, Config
 from ivr.prompts.catalog import Catalog
 
 # A weekday that is no US holiday: "at: 10:00" is this day in the center's zone.
 REFERENCE_DAY = dt.date(2026, 12, 2)
 KEYS = set("0123456789*#ABCD")
 OUTCOME_KEYS = {"payment", "call_outcome", "next", "callback", "language"}
-TOP_KEYS = {"name", "caller", "attest", "at", "agents", "seed", "accounts", "steps", "expect"}
+TOP_KEYS = {"name", "caller", "attest", "at", "agents", "seed", "accounts", "call", "steps",
+            "expect"}
 ACCOUNT_KEYS = {"account", "phone", "zip", "balance", "language", "due_in_days", "card", "name"}
 _TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
 
@@ -132,6 +139,11 @@ class Scenario:
     accounts: tuple[AccountSpec, ...]
     steps: tuple[Step, ...]
     expect: Outcome = field(default_factory=Outcome)
+    call: dict[str, Any] = field(default_factory=dict)  # [call] overrides, checked
+
+    def call_config(self, base: CallConfig) -> CallConfig:
+        """``base`` with this scenario's ``call:`` settings (a copy: base is shared)."""
+        return dataclasses.replace(base, **self.call)
 
     @property
     def callerid(self) -> str:
@@ -220,7 +232,27 @@ def parse(doc: Any, file: Path, catalog: Catalog, number: int | None = None) -> 
                     at=_at(doc.get("at"), fail), agents=agents, seed=seed,
                     accounts=tuple(_account(i, a, fail)
                                    for i, a in enumerate(doc.get("accounts") or [], 1)),
-                    steps=steps, expect=_outcome(doc.get("expect"), fail))
+                    steps=steps, expect=_outcome(doc.get("expect"), fail),
+                    call=_call(doc.get("call"), fail))
+
+
+def _call(raw: Any, fail: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail("`call` is a mapping of [call] settings, e.g. {verify_with: pin}")
+    known = {f.name: type(f.default) for f in dataclasses.fields(CallConfig)
+             if f.default is not dataclasses.MISSING}
+    for key, value in raw.items():
+        if key not in known:
+            raise fail(f"call.{key} is no [call] setting; allowed: {sorted(known)}")
+        if type(value) is not known[key]:
+            raise fail(f"call.{key} is {value!r}; expected {known[key].__name__}")
+    wrong = [p for p in Config(call=dataclasses.replace(CallConfig(), **raw)).errors()
+             if p.startswith("call.")]
+    if wrong:
+        raise fail("; ".join(wrong))
+    return dict(raw)
 
 
 def _caller(value: Any, fail: Any) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import shutil
 import time
@@ -84,6 +85,8 @@ async def make_world(scenario: Scenario, templates: Templates, folder: Path,
             return dt.datetime.now(UTC)
         return (start + timedelta(seconds=time.monotonic() - began)).astimezone(UTC)
 
+    if scenario.call:
+        cfg = dataclasses.replace(cfg, call=scenario.call_config(cfg.call))
     # The same builder as `ivr serve`: the config's payment rules apply to QA calls too.
     ctx = flow_context(cfg, db=db, gateway=gateway, agents_available=agents, hours=business,
                        clock=clock, first_key_ms=first_key_ms, next_key_ms=next_key_ms)

@@ -98,6 +98,7 @@ class AccountView:
     next_due: date | None  # due date of the oldest open statement
     past_due: bool
     phones: tuple[str, ...]
+    has_pin: bool  # a PIN is set: the call may ask it instead of the ZIP (call.verify_with)
 
 
 @dataclass(frozen=True)
@@ -127,19 +128,21 @@ def view(account: Account, now: datetime | None = None) -> AccountView:
                       card.expired(today)) if card else None,
         next_due=next_due,
         past_due=bool(next_due and next_due < today and account.balance_minor > 0),
-        phones=tuple(sorted(p.e164 for p in account.phones)))
+        phones=tuple(sorted(p.e164 for p in account.phones)),
+        has_pin=account.pin_hash is not None)
 
 
 # What the call flow needs about an account, in ONE statement (the ORM's selectinload took
 # four): the account, each card, each open statement's due date and each phone, joined, so
-# an account has cards x open statements x phones rows (usually one). Built once: a reused
+# an account has cards x open statements x phones rows (usually one); whether a PIN is set
+# rides along as a column (never the hash itself). Built once: a reused
 # statement object keeps its cache key, so SQLAlchemy does not rebuild it per call.
 _OwnPhone, _OwnLink = aliased(PhoneNumber), account_phones.alias("own_link")
 _VIEW_COLS = (Account.id, Account.account_number, Account.name, Account.language,
               Account.time_zone, Account.balance_minor, Account.currency, Account.sms_opt_in,
               Account.locked_until, PaymentMethod.id, PaymentMethod.brand, PaymentMethod.last4,
               PaymentMethod.exp_month, PaymentMethod.exp_year, PaymentMethod.is_default,
-              Statement.due_date, _OwnPhone.e164)
+              Statement.due_date, _OwnPhone.e164, Account.pin_hash.is_not(None))
 
 
 def _view_query() -> Select:  # type args differ between SQLAlchemy 2.0 and 2.1
@@ -181,7 +184,8 @@ def _views(rows: Any, now: datetime | None = None) -> list[AccountView]:
                           (c[13], c[12]) < (today.year, today.month)) if c else None,
             next_due=next_due,
             past_due=bool(next_due and next_due < today and a[5] > 0),
-            phones=tuple(sorted({r[16] for r in group if r[16] is not None}))))
+            phones=tuple(sorted({r[16] for r in group if r[16] is not None})),
+            has_pin=bool(a[17])))
     return out
 
 

@@ -124,7 +124,8 @@ def _copy(template: Path, folder: Path) -> Path:
 
 
 @asynccontextmanager
-async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int = 3,
+async def make_world(tmp_path: Path, *, verify: str = "attested", verify_with: str = "zip",
+                     max_tries: int = 3,
                      allow_overpay: bool = False, db_kw: dict[str, Any] | None = None
                      ) -> AsyncIterator[World]:
     path = _copy(await _template(), tmp_path)
@@ -138,7 +139,7 @@ async def make_world(tmp_path: Path, *, verify: str = "attested", max_tries: int
     def clock() -> datetime:
         return holder[0].now
 
-    cfg = Config(call=CallConfig(verify=verify, max_tries=max_tries),
+    cfg = Config(call=CallConfig(verify=verify, verify_with=verify_with, max_tries=max_tries),
                  payments=PaymentsConfig(allow_overpay=allow_overpay))
     ctx = flow_context(cfg, db=db, gateway=gateway, agents_available=agents, clock=clock,
                        first_key_ms=500, next_key_ms=300)
