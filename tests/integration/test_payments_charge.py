@@ -61,7 +61,7 @@ async def test_approved_moves_balance_and_gives_confirmation(db, sandbox):
     aid = await make_account(db)
     out = await service(db, sandbox).charge(aid, 8417, "ivr", "k1", "call-1")
     assert isinstance(out, Approved)
-    assert out.confirmation.isdigit() and 9 <= len(out.confirmation) <= 10
+    assert out.confirmation.isdigit() and len(out.confirmation) == 8
     assert payment_id_from_confirmation(out.confirmation) == out.payment_id
     assert await balance(db, aid) == 0
     assert sandbox.approved_charges() == {"k1": 8417}
@@ -248,17 +248,19 @@ async def test_load_with_timeouts_and_retries_settles_exactly_once(db, tmp_path)
     await gw.close()
 
 
-async def test_run_reconciler_settles_then_stops(db, sandbox):
-    from ivr.services.reconcile import run_reconciler
+async def test_the_periodic_reconcile_job_settles_then_stops(db, sandbox):
+    from ivr.jobs.worker import JobKind, Periodic, Worker
+    from ivr.services.reconcile import RECONCILE_JOB, reconcile_job
 
     aid = await make_account(db, token="tok_sandbox_timeout_after_charge")
     assert isinstance(await service(db, sandbox).charge(aid, 500, "ivr", "bg", None), Pending)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_reconciler(db, sandbox, 0.05, stop, min_age=timedelta(0)))
-    for _ in range(100):
-        if await balance(db, aid) == 7917:
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    kind = JobKind(reconcile_job(db, sandbox, min_age=timedelta(0)))
+    worker = Worker(db, {RECONCILE_JOB: kind}, periodic=[Periodic(RECONCILE_JOB, 0.05)],
+                    poll_interval=0.02)
+    async with worker:
+        for _ in range(100):
+            if await balance(db, aid) == 7917:
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(worker.stop(), 5)  # stopping twice is harmless
     assert await balance(db, aid) == 7917
