@@ -44,6 +44,10 @@ from ivr.gateways.base import (
     reason_for,
 )
 from ivr.services.accounts import local_today
+from ivr.services.confirmation import confirmation_number
+from ivr.services.confirmation import (  # re-exported: callers look for it here
+    payment_id_from_confirmation as payment_id_from_confirmation,
+)
 from ivr.storage import audit
 from ivr.storage.db import Database, DatabaseBusy, lock_account
 from ivr.storage.models import Account, Payment, PaymentMethod, Statement
@@ -133,30 +137,6 @@ class _NewPayment:
     idempotency_key: str
     token: str
     customer: str | None
-
-
-def confirmation_number(payment_id: int) -> str:
-    """Digits only, 9 or more: the payment id padded to 8 digits plus a Luhn check digit
-    (catches one wrong or swapped digit when a customer reads it back to an agent)."""
-    body = f"{payment_id:08d}"
-    return body + _luhn_digit(body)
-
-
-def payment_id_from_confirmation(confirmation: str) -> int | None:
-    c = confirmation.strip()
-    if not c.isdigit() or len(c) < 9 or _luhn_digit(c[:-1]) != c[-1]:
-        return None
-    return int(c[:-1])
-
-
-def _luhn_digit(body: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str((10 - total % 10) % 10)
 
 
 def outcome_of(p: StoredPayment) -> ChargeOutcome:
