@@ -45,11 +45,17 @@ def _utc(at: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Claimed:
+    """A job a worker holds; its handler gets this (as ivr.jobs.worker.JobContext)."""
+
     id: int
     kind: str
     payload: dict[str, Any]
     attempt: int  # this run's number, from 1
     max_attempts: int
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
 
 
 @dataclass(frozen=True)

@@ -38,17 +38,8 @@ from ivr.storage.tx import Tx
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class JobContext:
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempt: int
-    max_attempts: int
-
-    @property
-    def last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+# What a handler gets: the job's id, kind, payload, this run's attempt and the limit.
+JobContext = Claimed
 
 
 class Reschedule(Exception):  # noqa: N818 (a signal to the worker, not an error)
@@ -215,9 +206,8 @@ class Worker:
     # ---- one job ---------------------------------------------------------------------------
 
     async def _run(self, job: Claimed) -> None:
-        ctx = JobContext(job.id, job.kind, job.payload, job.attempt, job.max_attempts)
         try:
-            await self._outcome(ctx)
+            await self._outcome(job)
         except asyncio.CancelledError:
             # Stopping: give the job back now rather than when the lease runs out.
             with contextlib.suppress(Exception):
