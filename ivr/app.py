@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ivr.app_hours import business_hours
 from ivr.config import Config
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ivr.ami.client import AMIClient
     from ivr.flows.context import FlowContext, Hours
     from ivr.gateways.base import Gateway
+    from ivr.jobs.retry import RetryStrategy
     from ivr.jobs.worker import JobKind, Periodic, Worker
     from ivr.services.callbacks import CallbackInfo
     from ivr.services.hours import BusinessHours
@@ -80,7 +81,7 @@ def flow_context(cfg: Config, *, db: Database, gateway: Gateway,
                        first_key_ms=first_key_ms, next_key_ms=next_key_ms)
 
 
-def callback_retry() -> Any:
+def callback_retry() -> RetryStrategy:
     from ivr.jobs.retry import fixed
 
     # A callback not answered is tried again 15 minutes later, three tries in all.
