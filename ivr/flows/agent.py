@@ -1,6 +1,8 @@
 """Step 9: a person. In business hours with a free agent the call goes to the billing
-queue; otherwise the caller hears our hours and chooses a callback at the next opening or
-a voicemail. A call never ends in silence.
+queue. Open but every agent busy: the caller hears so and chooses a callback in
+BUSY_CALLBACK_DELAY (said in minutes; at the next opening when we close before then) or a
+voicemail. Closed: our hours, then a callback at the next opening or a voicemail. A call
+never ends in silence.
 
 The AGI does not queue the call itself: it sets STARPAY_NEXT (and STARPAY_ACCOUNT for the
 agent's screen) and returns, and the dialplan does the rest.
@@ -9,11 +11,13 @@ agent's screen) and returns, and the dialplan does the rest.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ivr.flows.context import Call
 from ivr.flows.hours_speech import describe_hours
 from ivr.flows.prompter import FlowExit
+from ivr.prompts import speech
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +26,15 @@ CLOSED_PROMPT = "after_hours"
 HOURS_PROMPT = "hours_are"
 CHOICE_PROMPT = "callback_offer"
 SCHEDULED_PROMPT = "callback_scheduled"
+BUSY_PROMPT = "agents_busy"
+CLOSING_SOON_PROMPT = "closing_soon"
+BUSY_CHOICE_PROMPT = "callback_in_offer"  # "To get a call back in" <minutes> ...
+BUSY_CHOICE_KEYS_PROMPT = "callback_in_keys"  # ... "press 1. To leave a voicemail, press 2."
+BUSY_SCHEDULED_PROMPT = "callback_scheduled_in"  # "We will call you back in" <minutes>
 GOODBYE_PROMPT = "goodbye"
 LOCKED_CLOSED_PROMPT = "verify_locked_closed"
 # Open but every agent busy: call back this much later rather than at "the next opening".
+# Whole minutes: the caller is told this number.
 BUSY_CALLBACK_DELAY = timedelta(minutes=15)
 
 
@@ -62,33 +72,54 @@ async def agent(call: Call) -> None:
     if await agents_ready(call):
         await to_queue(call)
         return
-    now = call.ctx.clock()
-    is_open = call.ctx.hours.is_open(now)
-    intro = [] if is_open else [CLOSED_PROMPT, HOURS_PROMPT,
-                                *describe_hours(call.ctx.hours, call.lang)]
+    words = _offer_words(call, call.ctx.clock())
     if call.ani is None:
         # No number to call back: the message is the only way left.
-        await call.prompter.play(intro)
+        await call.prompter.play(words.intro)
         await to_voicemail(call)
         return
     try:
-        key = await call.prompter.choose([*intro, CHOICE_PROMPT], "12", agent=False,
-                                         replay=[CHOICE_PROMPT])
+        key = await call.prompter.choose([*words.intro, *words.offer], "12", agent=False,
+                                         replay=words.offer)
     except FlowExit:
         await to_voicemail(call)
         return
     if key == "2":
         await to_voicemail(call)
         return
-    due = now + BUSY_CALLBACK_DELAY if is_open else call.ctx.hours.next_opening(now)
     await call.ctx.callbacks.schedule(
-        call.ani, due, account_id=call.account.id if call.account and call.verified else None,
+        call.ani, words.due, account_id=call.account.id if call.account and call.verified else None,
         language=call.lang, call_uniqueid=call.session.uniqueid)
     call.facts.outcome = "callback"
-    call.facts.details["callback_due"] = due.isoformat()
+    call.facts.details["callback_due"] = words.due.isoformat()
     call.note("callback")
-    await call.prompter.play([SCHEDULED_PROMPT, GOODBYE_PROMPT])
+    await call.prompter.play([*words.scheduled, GOODBYE_PROMPT])
     await call.session.hangup()
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """What the caller is told when no agent takes the call, and when a callback would be."""
+
+    intro: list[str]
+    offer: list[str]
+    scheduled: list[str]
+    due: datetime
+
+
+def _offer_words(call: Call, now: datetime) -> _Offer:
+    hours = call.ctx.hours
+    if not hours.is_open(now):
+        return _Offer([CLOSED_PROMPT, HOURS_PROMPT, *describe_hours(hours, call.lang)],
+                      [CHOICE_PROMPT], [SCHEDULED_PROMPT], hours.next_opening(now))
+    soon = now + BUSY_CALLBACK_DELAY
+    if not hours.is_open(soon):
+        # "In N minutes" would be a call after closing: promise the next opening instead.
+        return _Offer([BUSY_PROMPT, CLOSING_SOON_PROMPT], [CHOICE_PROMPT], [SCHEDULED_PROMPT],
+                      hours.next_opening(now))
+    minutes = speech.minutes(int(BUSY_CALLBACK_DELAY.total_seconds()) // 60, call.lang)
+    return _Offer([BUSY_PROMPT], [BUSY_CHOICE_PROMPT, *minutes, BUSY_CHOICE_KEYS_PROMPT],
+                  [BUSY_SCHEDULED_PROMPT, *minutes], soon)
 
 
 async def locked(call: Call) -> None:

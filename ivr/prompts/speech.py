@@ -143,6 +143,11 @@ def clock(t: dt.time, lang: str) -> list[str]:
     return out + [period]
 
 
+def minutes(n: int, lang: str) -> list[str]:
+    """A duration: fifteen minutes / quince minutos; one minute / un minuto."""
+    return number(n, lang, before_noun=lang == "es") + ["minute" if n == 1 else "minutes"]
+
+
 def digits(s: str) -> list[str]:
     """Say keys one by one: "4242" -> four two four two; * and # are star and pound."""
     try:
@@ -174,6 +179,8 @@ def produced_ids() -> set[str]:
             ids.update(date(dt.date(2025, 1, day), lang))
         for month in range(1, 13):
             ids.update(date(dt.date(2025, month, 1), lang))
+        for n in (1, 2):
+            ids.update(minutes(n, lang))
         for hour in range(24):
             for minute in (0, 5, 30):
                 ids.update(clock(dt.time(hour, minute), lang))

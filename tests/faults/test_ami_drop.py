@@ -112,12 +112,12 @@ async def test_agents_check_during_an_ami_drop_gives_the_no_agent_path(
         proxy.cut()
         await wait_until(lambda: not events.connected, 5, "the AMI link to drop")
         t0 = time.monotonic()
-        during = await world.call(("main_menu", "0"), ("callback_offer", "2"),
+        during = await world.call(("main_menu", "0"), ("callback_in_offer", "2"),
                                   callerid=ALEX)
         during_s = time.monotonic() - t0
         ids = played(during)
         assert during.agi_status != "FAILURE"
-        assert "callback_offer" in ids and _sets(during)["STARPAY_NEXT"] == "voicemail"
+        assert "agents_busy" in ids and _sets(during)["STARPAY_NEXT"] == "voicemail"
         assert "service_trouble" not in ids
 
         proxy.mend()

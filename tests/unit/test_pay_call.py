@@ -4,12 +4,13 @@ SQLite with the sandbox gateway. Each test is one or two scripted calls."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from ivr.flows.agent import BUSY_CALLBACK_DELAY
 from ivr.flows.hours_speech import describe_hours
 from ivr.prompts import speech
 from ivr.qa.fake_asterisk import FakeAsterisk
@@ -232,10 +233,26 @@ async def test_other_amount_bad_entry_and_reentry(world: World) -> None:
                             ("amount_confirm", "1"), ("pay_confirm_press", "2"),
                             ("main_menu", "0"), callerid=ALEX)
     ids = played(fake)
-    assert contains(ids, ["amount_rule", "invalid_input", "amount_rule", "limit_zero"])
+    assert contains(ids, ["amount_rule", "amount_keypad_rule", "amount_rule", "limit_zero"])
     assert contains(ids, ["you_entered", *speech.money(500, "en"), "amount_confirm"])
     assert contains(ids, ["you_entered", *speech.money(600, "en"), "amount_confirm"])
     assert "pay_cancelled" in ids
+    assert await world.payments() == []
+
+
+async def test_an_amount_against_the_keypad_rule_is_answered_with_the_rule(
+        world: World) -> None:
+    """Three decimals is an amount typed wrong, not a wrong menu key: say the rule; an amount
+    too large to take is said as such."""
+    fake = await world.call(("main_menu", "2"), ("amount_rule", "1*005#"),
+                            ("amount_rule", "1000000*01#"), ("amount_rule", "1*05#"),
+                            ("amount_confirm", "1"), ("pay_confirm_press", "2"),
+                            ("main_menu", "0"), callerid=ALEX)
+    ids = played(fake)
+    assert contains(ids, ["amount_rule", "amount_keypad_rule", "amount_rule",
+                          "amount_too_large", "amount_rule"])
+    assert "invalid_input" not in ids
+    assert contains(ids, ["you_entered", *speech.money(105, "en"), "amount_confirm"])
     assert await world.payments() == []
 
 
@@ -341,14 +358,41 @@ async def test_after_hours_voicemail(world: World) -> None:
     assert (await world.last_record()).outcome == "voicemail"
 
 
-async def test_open_but_no_agent_offers_callback_without_closed_message(
+async def test_open_but_every_agent_busy_says_so_and_calls_back_in_the_minutes_it_says(
         world: World) -> None:
+    world.agents = False
+    fake = await world.call(("main_menu", "0"), ("callback_in_keys", "1"), callerid=ALEX)
+    ids = played(fake)
+    minutes = int(BUSY_CALLBACK_DELAY.total_seconds()) // 60
+    assert "after_hours" not in ids and "callback_offer" not in ids
+    assert contains(ids, ["agents_busy", "callback_in_offer", *speech.minutes(minutes, "en"),
+                          "callback_in_keys"])
+    assert ids[-len(speech.minutes(minutes, "en")) - 2:] == [
+        "callback_scheduled_in", *speech.minutes(minutes, "en"), "goodbye"]
+    assert "callback_scheduled" not in ids  # "after we open" would not be true
+    (cb,) = await world.callbacks()
+    assert cb.due_at.replace(tzinfo=UTC) == OPEN + BUSY_CALLBACK_DELAY
+
+
+async def test_agents_busy_in_spanish_says_the_minutes_in_spanish(world: World) -> None:
+    world.agents = False
+    fake = await world.call(("main_menu", "0"), ("callback_in_keys", "1"), callerid=MARIA)
+    ids = played(fake)
+    assert contains(ids, ["callback_in_offer", "num_15", "minutes", "callback_in_keys"])
+    assert contains(ids, ["callback_scheduled_in", "num_15", "minutes", "goodbye"])
+
+
+async def test_agents_busy_just_before_closing_calls_back_at_the_next_opening(
+        world: World) -> None:
+    # 19:50 in New York: fifteen minutes on, the center is closed.
+    world.now = CLOSING = datetime(2026, 12, 3, 0, 50, tzinfo=UTC)
     world.agents = False
     fake = await world.call(("main_menu", "0"), ("callback_offer", "1"), callerid=ALEX)
     ids = played(fake)
-    assert "after_hours" not in ids and "callback_offer" in ids
+    assert contains(ids, ["agents_busy", "closing_soon", "callback_offer"])
+    assert ids[-2:] == ["callback_scheduled", "goodbye"]
     (cb,) = await world.callbacks()
-    assert cb.due_at.replace(tzinfo=UTC) > OPEN
+    assert cb.due_at.replace(tzinfo=UTC) == world.ctx.hours.next_opening(CLOSING)
 
 
 async def test_ami_trouble_counts_as_no_agent(world: World) -> None:
@@ -356,8 +400,8 @@ async def test_ami_trouble_counts_as_no_agent(world: World) -> None:
         raise ConnectionError("AMI is down")
 
     world.ctx.agents_available = broken
-    fake = await world.call(("main_menu", "0"), ("callback_offer", "2"), callerid=ALEX)
-    assert "callback_offer" in played(fake) and sets(fake)["STARPAY_NEXT"] == "voicemail"
+    fake = await world.call(("main_menu", "0"), ("callback_in_offer", "2"), callerid=ALEX)
+    assert "agents_busy" in played(fake) and sets(fake)["STARPAY_NEXT"] == "voicemail"
 
 
 async def test_our_own_failure_falls_back_to_the_dialplan(world: World) -> None:
