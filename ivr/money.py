@@ -30,12 +30,16 @@ class AmountError(ValueError):
     """The input is not an amount we accept; the message says why in plain words."""
 
 
+class AmountTooLarge(AmountError):
+    """Well written, but over MAX_MINOR: the caller typed it right and must hear so."""
+
+
 def _build(major: str, minor: str) -> int:
     if not major and not minor:
         raise AmountError("no digits")
     value = int(major or "0") * MINOR_PER_MAJOR + int((minor or "").ljust(2, "0") or "0")
     if value > MAX_MINOR:
-        raise AmountError("amount too large")
+        raise AmountTooLarge("amount too large")
     return value
 
 

@@ -1,19 +1,23 @@
 """Step 5b: another amount, typed on the keypad and read back before anything happens.
 
-Keypad rule (ivr.money.parse_keypad): digits are dollars, * is the decimal point, # ends.
-Limits the caller can fix are explained at once (zero, more than the balance); the
-payments service still enforces every limit when the charge is made.
+Keypad rule (ivr.money.parse_keypad): digits are dollars, * is the decimal point, at most
+two decimals, # ends. An entry that breaks it is answered with the rule, not "not a valid
+choice" (the caller typed an amount, just not one we can read). Limits the caller can fix
+are explained at once (zero, more than the balance); the payments service still enforces
+every limit when the charge is made.
 """
 
 from __future__ import annotations
 
 from ivr.flows.context import Call
 from ivr.flows.prompter import DIGITS, NO_INPUT_PROMPT, TooManyTries
-from ivr.money import AmountError, parse_keypad
+from ivr.money import AmountError, AmountTooLarge, parse_keypad
 from ivr.prompts import speech
 
 RULE_PROMPT = "amount_rule"
 ZERO_PROMPT = "limit_zero"
+KEYPAD_RULE_PROMPT = "amount_keypad_rule"  # "Use one star ... at most two digits after it."
+TOO_LARGE_PROMPT = "amount_too_large"
 READ_BACK_PROMPT = "you_entered"
 CONFIRM_PROMPT = "amount_confirm"
 MAX_KEYS = 12
@@ -31,10 +35,15 @@ async def other_amount(call: Call, balance_minor: int) -> int:
             continue
         try:
             amount = parse_keypad(entry)
+        except AmountTooLarge:
+            misses += 1
+            call.note("amount-too-large")
+            await call.prompter.play([TOO_LARGE_PROMPT])
+            continue
         except AmountError:
             misses += 1
             call.note("amount-invalid")
-            await call.prompter.play(["invalid_input"])
+            await call.prompter.play([KEYPAD_RULE_PROMPT])
             continue
         if amount <= 0:
             misses += 1
