@@ -3,7 +3,9 @@
     ivr qa run tests/scenarios [--target emulator|asterisk] [--junit FILE] [--jobs N]
     ivr qa call --from +15551234567 [--attest A] [--exten *PAY]
 
-`qa run` exits 1 when any scenario fails (2 when a scenario file is unusable). `qa call`
+`qa run` exits 1 when any scenario fails; a file that is not valid YAML or not a valid
+scenario is reported as a failed scenario and the other files still run (2 when no path
+exists, or no scenario could be run at all). `qa call`
 talks to the local instance that `make run` started, and the service (`ivr serve`) must be
 answering its AGI port.
 """
@@ -47,18 +49,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     import asyncio
 
+    from ivr.prompts.catalog import Catalog
     from ivr.qa.report import describe, summary, write_junit
+    from ivr.qa.result import Result, unloadable
     from ivr.qa.runner import run_scenarios
-    from ivr.qa.scenario import ScenarioError, load_all
+    from ivr.qa.scenario import Scenario, ScenarioError, check_unique_names, discover, load
 
     try:
-        scenarios = load_all(args.paths)
+        files = discover(args.paths)
     except ScenarioError as exc:
         print(f"ivr qa run: {exc}", file=sys.stderr)
         return 2
-    if not scenarios:
+    catalog = Catalog.load()
+    scenarios: list[Scenario] = []
+    broken: list[Result] = []
+    for file in files:
+        try:
+            scenarios += load(file, catalog)
+        except ScenarioError as exc:  # this file fails; the others still run
+            broken.append(unloadable(file, str(exc), args.target))
+    try:
+        check_unique_names(scenarios)
+    except ScenarioError as exc:
+        print(f"ivr qa run: {exc}", file=sys.stderr)
+        return 2
+    if not scenarios and not broken:
         print("ivr qa run: no scenarios found (*.yaml / *.yml)", file=sys.stderr)
         return 2
+    for result in broken:
+        print(describe(result), flush=True)
     instance = None
     if args.target == "asterisk" and args.instance:
         from ivr.asterisk.local import LocalAsterisk
@@ -79,10 +98,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     try:
         results = asyncio.run(run_scenarios(scenarios, args.target, jobs=args.jobs,
                                             instance=instance, on_result=show,
-                                            config=cfg))
+                                            config=cfg)) if scenarios else []
     except Exception as exc:  # no Asterisk, port taken, ...: say so in one line
         print(f"ivr qa run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    results = broken + results
     if args.junit:
         write_junit(results, args.junit, args.target)
     print(summary(results))

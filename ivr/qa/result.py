@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ivr.qa.scenario import Scenario
 
@@ -20,3 +21,11 @@ class Result:
     @property
     def name(self) -> str:
         return self.scenario.name
+
+
+def unloadable(file: Path, message: str, target: str) -> Result:
+    """A scenario file that could not be read or checked, reported as one failed scenario
+    so the other files still run."""
+    scenario = Scenario(name=f"{file.name} (could not be loaded)", file=file, caller=None,
+                        attest=None, at=None, agents=0, seed="none", accounts=(), steps=())
+    return Result(scenario, target, False, 0.0, "load", message)

@@ -174,13 +174,18 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
 def load_all(paths: Iterable[str | Path], catalog: Catalog | None = None) -> list[Scenario]:
     catalog = catalog or Catalog.load()
     scenarios = [s for f in discover(paths) for s in load(f, catalog)]
+    check_unique_names(scenarios)
+    return scenarios
+
+
+def check_unique_names(scenarios: Iterable[Scenario]) -> None:
+    """Names are the report's keys: two scenarios may not share one."""
     seen: dict[str, Path] = {}
     for s in scenarios:
         if s.name in seen:
             raise ScenarioError(f"{s.file}: scenario name {s.name!r} is also used in "
                                 f"{seen[s.name]}")
         seen[s.name] = s.file
-    return scenarios
 
 
 def load(path: str | Path, catalog: Catalog | None = None) -> list[Scenario]:
@@ -191,11 +196,23 @@ def load(path: str | Path, catalog: Catalog | None = None) -> list[Scenario]:
     except OSError as exc:
         raise ScenarioError(f"{file}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{file}: not valid YAML: {exc}") from None
+        raise ScenarioError(f"{file}: not valid YAML: {_yaml_problem(exc)}") from None
     catalog = catalog or Catalog.load()
     docs = data if isinstance(data, list) else [data]
     return [parse(doc, file, catalog, i if len(docs) > 1 else None)
             for i, doc in enumerate(docs, 1)]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, e.g. 'line 4, column 3: mapping values are not allowed here' (yaml's
+    own text names the string it parsed, not the file)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return str(exc)
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: " + (
+        f"{problem} ({context})" if context else problem)
 
 
 def parse(doc: Any, file: Path, catalog: Catalog, number: int | None = None) -> Scenario:
