@@ -365,6 +365,11 @@ class AMIClient:
             # A new list, not in-place removal: dispatch may be iterating the old one.
             callbacks = self._manager.callbacks
             callbacks[event_name] = [c for c in callbacks[event_name] if c is not wrapper]
+            if not callbacks[event_name]:
+                # panoramisk adds the pattern again on the next register_event of an empty
+                # list; left in place, every event would then reach each callback twice.
+                self._manager.patterns = [p for p in self._manager.patterns
+                                          if p[0] != event_name]
 
     def wait_for(self, event_name: str, predicate: Callable[[Event], bool] | None = None,
                  timeout: float | None = 30.0) -> asyncio.Future[Event]:

@@ -442,6 +442,23 @@ async def test_off_unsubscribes(ami, make_client):
     assert [e["Marker"] for e in got] == ["1"]
 
 
+async def test_subscribing_again_after_the_last_unsubscribe_delivers_each_event_once(
+        ami, make_client):
+    """The last `off` of an event name, then `on` again (one simulated call after another),
+    must not leave the name listed twice: each prompt was heard twice by the next call."""
+    client = make_client()
+    await client.connect()
+    first: list[dict] = []
+    client.on("UserEvent", first.append)
+    client.off("UserEvent", first.append)
+    again: list[dict] = []
+    client.on("UserEvent", again.append)
+    ami.broadcast(("Event", "UserEvent"), ("Marker", "1"))
+    await client.wait_for("UserEvent", timeout=2)
+    await asyncio.sleep(0.05)
+    assert [e["Marker"] for e in again] == ["1"] and first == []
+
+
 async def test_wait_for_times_out(ami, make_client):
     client = make_client()
     await client.connect()
