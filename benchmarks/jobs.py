@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -166,7 +166,7 @@ def worker_main(args: argparse.Namespace) -> int:
 
 # ---- the parent: databases -----------------------------------------------------------------
 
-class Probe:
+class Probe(Protocol):
     """The parent's own connection, for counting and resetting (not through ivr)."""
 
     async def scalar(self, sql: str) -> int: ...
@@ -175,7 +175,7 @@ class Probe:
     async def close(self) -> None: ...
 
 
-class SqliteProbe(Probe):
+class SqliteProbe:
     def __init__(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
 
@@ -192,7 +192,7 @@ class SqliteProbe(Probe):
         self.conn.close()
 
 
-class PgProbe(Probe):
+class PgProbe:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
@@ -233,9 +233,13 @@ async def starpay_defer(url: str, kinds: list[str]) -> float:
     """Defer job i of kind kinds[i] in 1,000-job transactions; seconds it took."""
     db = Database(url)
     t0 = time.perf_counter()
-    for lo in range(0, len(kinds), 1000):
-        chunk = list(enumerate(kinds))[lo:lo + 1000]
-        await db.run(lambda tx, c=chunk: [queue.defer_in(tx, k, {"i": i}) for i, k in c])
+    jobs = list(enumerate(kinds))
+
+    def chunk(lo: int) -> Callable[[Tx], object]:
+        return lambda tx: [queue.defer_in(tx, k, {"i": i}) for i, k in jobs[lo:lo + 1000]]
+
+    for lo in range(0, len(jobs), 1000):
+        await db.run(chunk(lo))
     seconds = time.perf_counter() - t0
     await db.dispose()
     return seconds
