@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages StarPay needs, only those missing. Needs root (or sudo).
 set -euo pipefail
-want=(espeak-ng sox postgresql debootstrap ca-certificates)
+want=(espeak-ng sox postgresql debootstrap ca-certificates sip-tester)
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 missing=()
 for p in "${want[@]}"; do
