@@ -4,11 +4,15 @@ Precedence (last wins): built-in defaults, the TOML file, then environment varia
 ``STARPAY_<SECTION>_<KEY>`` (e.g. ``STARPAY_AGI_PORT=4600``). The defaults run the product
 embedded: SQLite, the sandbox gateway, everything on loopback. Only the composition root
 (ivr/app.py) turns these values into objects.
+
+A file that was named (``-c`` or ``STARPAY_CONFIG``) but is missing, an unknown section or
+key, and a ``STARPAY_*`` variable that is no setting (a typo) are errors, all reported at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import tomllib
@@ -23,7 +27,19 @@ DEFAULT_FILE = "starpay.toml"
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message says what to change."""
+    """The configuration cannot be used; the message says what to change.
+
+    ``errors`` lists every problem found; ``config`` is the configuration as far as it
+    could be built despite them (None when the error came from a single check)."""
+
+    def __init__(self, errors: str | list[str], config: Config | None = None) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.config = config
+        if len(self.errors) == 1:
+            text = self.errors[0]
+        else:
+            text = f"{len(self.errors)} problems:\n" + "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(text)
 
 
 @dataclass
@@ -246,59 +262,111 @@ def _check_type(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
+# STARPAY_* variables that are not settings but are read by the project's scripts and
+# tests; anything else under the prefix that is not a setting is a typo and an error.
+NON_CONFIG_VARIABLES = frozenset({
+    ENV_PREFIX + "CONFIG",  # which TOML file to load (like -c)
+    ENV_PREFIX + "REQUIRE_REAL",  # tests: fail instead of skip when Asterisk is missing
+    ENV_PREFIX + "DEBIAN_MIRROR",  # scripts/asterisk-root.sh: where to fetch Asterisk
+    ENV_PREFIX + "TEST_PAUSE_AFTER_GATEWAY",  # tests/fixtures/paused_gateway.py
+})
+
+
 def load(path: str | os.PathLike[str] | None = None,
          environ: typing.Mapping[str, str] | None = None) -> Config:
-    """Build the config: defaults, then the TOML file (if any), then the environment."""
+    """Build the config: defaults, then the TOML file (if any), then the environment.
+
+    Every problem is collected first and raised together in one ConfigError, which also
+    carries the config as far as it could be built (for `ivr config show`)."""
     env = os.environ if environ is None else environ
     cfg = Config()
-    file = Path(path) if path else Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_FILE))
-    if path or file.exists():
-        try:
-            data = tomllib.loads(file.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {file} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        _apply_file(cfg, data, str(file))
+    errors: list[str] = []
+    named = path or env.get(ENV_PREFIX + "CONFIG")
+    file = Path(named) if named else Path(DEFAULT_FILE)
+    if named or file.exists():
         cfg.source = str(file)
-    _apply_env(cfg, env)
+        data = _read_file(file, errors)
+        if data is not None:
+            _apply_file(cfg, data, str(file), errors)
+    _apply_env(cfg, env, errors)
+    if errors:
+        raise ConfigError(errors, cfg)
     return cfg
+
+
+def _read_file(file: Path, errors: list[str]) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        errors.append(f"config file {file} does not exist")
+    except IsADirectoryError:
+        errors.append(f"config file {file} is a directory")
+    except UnicodeDecodeError as exc:
+        errors.append(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except tomllib.TOMLDecodeError as exc:
+        errors.append(f"{file}: not valid TOML: {exc}")
+    return None
 
 
 def _sections(cfg: Config) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "source"}
 
 
-def _apply_file(cfg: Config, data: dict[str, Any], where: str) -> None:
+def _did_you_mean(word: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _apply_file(cfg: Config, data: dict[str, Any], where: str, errors: list[str]) -> None:
     sections = _sections(cfg)
     for name, table in data.items():
         if name not in sections:
-            raise ConfigError(f"{where}: unknown section [{name}]; known: "
-                              f"{', '.join(sections)}")
+            errors.append(f"{where}: unknown section [{name}]"
+                          + (_did_you_mean(f"[{name}]", (f"[{s}]" for s in sections))
+                             or f"; known: {', '.join(sections)}"))
+            continue
         if not isinstance(table, dict):
-            raise ConfigError(f"{where}: [{name}] must be a table")
+            errors.append(f"{where}: [{name}] must be a table")
+            continue
         section = sections[name]
         hints = typing.get_type_hints(type(section))
         for key, value in table.items():
             if key not in hints:
-                raise ConfigError(f"{where}: unknown key {name}.{key}; known: "
-                                  f"{', '.join(hints)}")
-            setattr(section, key, _check_type(value, hints[key], f"{where}: {name}.{key}"))
+                errors.append(f"{where}: unknown key {name}.{key}"
+                              + (_did_you_mean(f"{name}.{key}", (f"{name}.{k}" for k in hints))
+                                 or f"; known: {', '.join(hints)}"))
+                continue
+            try:
+                setattr(section, key, _check_type(value, hints[key], f"{where}: {name}.{key}"))
+            except ConfigError as exc:
+                errors.extend(exc.errors)
 
 
-def _apply_env(cfg: Config, env: typing.Mapping[str, str]) -> None:
+def env_names(cfg: Config | None = None) -> dict[str, tuple[str, str]]:
+    """Every settings variable: STARPAY_<SECTION>_<KEY> -> (section, key)."""
+    sections = _sections(cfg or Config())
+    return {f"{ENV_PREFIX}{name}_{key}".upper(): (name, key)
+            for name, section in sections.items()
+            for key in typing.get_type_hints(type(section))}
+
+
+def _apply_env(cfg: Config, env: typing.Mapping[str, str], errors: list[str]) -> None:
     sections = _sections(cfg)
-    for var, value in env.items():
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+    names = env_names(cfg)
+    for var, value in sorted(env.items()):
+        if not var.upper().startswith(ENV_PREFIX) or var.upper() in NON_CONFIG_VARIABLES:
             continue
-        rest = var[len(ENV_PREFIX):].lower()
-        name, _, key = rest.partition("_")
-        if name not in sections:
+        if var.upper() not in names:
+            errors.append(f"{var} is not a StarPay setting"
+                          + _did_you_mean(var.upper(), [*names, *NON_CONFIG_VARIABLES])
+                          + " (settings are STARPAY_<SECTION>_<KEY>; see `ivr config show`)")
             continue
+        name, key = names[var.upper()]
         section = sections[name]
-        hints = typing.get_type_hints(type(section))
-        if key in hints:
-            setattr(section, key, _coerce(value, hints[key], var))
+        try:
+            setattr(section, key, _coerce(value, typing.get_type_hints(type(section))[key], var))
+        except ConfigError as exc:
+            errors.extend(exc.errors)
 
 
 def as_dict(cfg: Config, hide_secrets: bool = True) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -83,3 +84,79 @@ def test_show_hides_secrets(monkeypatch, capsys, tmp_path) -> None:
     assert cli.main(["config", "show"]) == 0
     out = capsys.readouterr().out
     assert "hunter2-very-secret" not in out and "********" in out
+
+
+def test_a_missing_file_named_by_starpay_config_is_an_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "nosuch.toml"
+    with pytest.raises(config.ConfigError, match="nosuch.toml does not exist"):
+        config.load(environ={"STARPAY_CONFIG": str(missing)})
+    with pytest.raises(config.ConfigError, match="nosuch.toml does not exist"):
+        config.load(missing, environ={})
+
+
+def test_an_unknown_variable_is_named_with_the_closest_setting(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(environ={"STARPAY_AGI_PROT": "4600"})
+    assert err.value.errors == [err.value.errors[0]]
+    assert "STARPAY_AGI_PROT is not a StarPay setting" in str(err.value)
+    assert "did you mean STARPAY_AGI_PORT?" in str(err.value)
+    with pytest.raises(config.ConfigError, match="STARPAY_NOTHING_LIKE_IT is not"):
+        config.load(environ={"STARPAY_NOTHING_LIKE_IT": "1"})
+
+
+def test_the_projects_own_variables_are_not_settings_yet_allowed(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(environ={"STARPAY_REQUIRE_REAL": "1", "STARPAY_DEBIAN_MIRROR": "x",
+                               "STARPAY_TEST_PAUSE_AFTER_GATEWAY": "2",
+                               "STARPAY_ASTERISK_ROOT": "/srv/root"})
+    assert cfg.asterisk.root == "/srv/root" and cfg.source == "defaults"
+
+
+def test_every_error_is_reported_at_once(tmp_path) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text('[agi]\nprot = 1\nport = "x"\n[nosuch]\na = 1\n[web]\nport = 9000\n')
+    with pytest.raises(config.ConfigError) as err:
+        config.load(f, environ={"STARPAY_AMI_PORT": "many", "STARPAY_CALL_VERIFYY": "never"})
+    errors = err.value.errors
+    assert len(errors) == 5, errors
+    text = str(err.value)
+    assert text.startswith("5 problems:")
+    for words in ("unknown key agi.prot; did you mean agi.port?", "agi.port: expected int",
+                  "unknown section [nosuch]", "STARPAY_AMI_PORT: 'many' is not a whole number",
+                  "STARPAY_CALL_VERIFYY is not a StarPay setting; did you mean "
+                  "STARPAY_CALL_VERIFY?"):
+        assert words in text, words
+    assert err.value.config is not None and err.value.config.web.port == 9000  # the rest loaded
+
+
+def _no_starpay_env(monkeypatch) -> None:
+    for var in [v for v in os.environ if v.startswith("STARPAY_")]:
+        monkeypatch.delenv(var)
+
+
+def test_config_show_prints_what_it_can_and_the_errors(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _no_starpay_env(monkeypatch)
+    (tmp_path / "starpay.toml").write_text('[web]\nport = 9000\nprot = 1\n')
+    monkeypatch.setenv("STARPAY_AGI_PORTT", "1")
+    assert cli.main(["config", "show"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["web"]["port"] == 9000
+    assert "2 configuration error(s)" in err
+    assert "unknown key web.prot" in err and "STARPAY_AGI_PORTT" in err
+    assert cli.main(["config", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "error: starpay.toml: unknown key web.prot" in out and "2 error(s)" in out
+
+
+def test_other_commands_refuse_a_broken_config_listing_every_error(monkeypatch, capsys,
+                                                                  tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    _no_starpay_env(monkeypatch)
+    monkeypatch.setenv("STARPAY_CONFIG", str(tmp_path / "gone.toml"))
+    monkeypatch.setenv("STARPAY_WEB_PROT", "1")
+    assert cli.main(["hours"]) == 2
+    err = capsys.readouterr().err
+    assert "gone.toml does not exist" in err and "STARPAY_WEB_PROT" in err
