@@ -5,13 +5,15 @@ SQLite file), so background work holds SQLite's single writer for a few statemen
 time and never starves a live call. Bodies ending in ``_in`` run inside a caller's own
 transaction, so a business write and the job it needs commit together or not at all.
 
-Claiming is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: on PostgreSQL
+Claiming is ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: on PostgreSQL
 the sub-select takes ``FOR UPDATE SKIP LOCKED``, so concurrent workers split the due jobs
 instead of queueing on each other's rows; on SQLite the statement runs in a
 ``BEGIN IMMEDIATE`` transaction, which makes it atomic across processes. Due means
 ``queued`` with ``run_at`` passed, or ``running`` with its lease expired (the worker that
 held it died). Finishing checks the lease owner, so a worker whose lease was taken over
-cannot complete (or fail) the job a second time.
+cannot complete (or fail) the job a second time. Statements that update several rows
+(complete, renew, release) take them in id order, so a worker's lease renewal and its batch
+completion, on two connections, can't deadlock each other on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -124,16 +126,28 @@ def move_in(tx: Tx, dedupe_key: str, run_at: datetime) -> bool:
 
 # ---- claiming and finishing ----------------------------------------------------------------
 
-_DUE = or_(and_(Job.state == "queued", Job.run_at <= bindparam("p_now")),
-           and_(Job.state == "running", Job.lease_expires < bindparam("p_now")))
-_PICK = select(Job.id).where(_DUE).order_by(Job.run_at).limit(bindparam("p_limit"))
+# Two picks, each one index range (ix_jobs_state_run_at): an OR of both in one WHERE would
+# make PostgreSQL and SQLite scan and sort every due row on each claim (measured: 5.4 ms at
+# 10,000 queued, 43 ms at 100,000, against 0.3-0.4 ms for one indexed range).
+_QUEUED = (select(Job.id).where(Job.state == "queued", Job.run_at <= bindparam("p_now"))
+           .order_by(Job.run_at).limit(bindparam("p_limit")))
+_EXPIRED = (select(Job.id).where(Job.state == "running",
+                                 Job.lease_expires < bindparam("p_now"))
+            .order_by(Job.lease_expires).limit(bindparam("p_limit")))
+
+
+def _claim_stmt(pick: Any) -> Any:
+    return (update(Job).where(Job.id.in_(pick.scalar_subquery()))
+            .values(state="running", lease_owner=bindparam("p_owner"),
+                    lease_expires=bindparam("p_until"), attempts=Job.attempts + 1)
+            .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts))
+
+
 _CLAIM = {
-    dialect: update(Job).where(Job.id.in_(pick.scalar_subquery()))
-    .values(state="running", lease_owner=bindparam("p_owner"),
-            lease_expires=bindparam("p_until"), attempts=Job.attempts + 1)
-    .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
-    for dialect, pick in (("sqlite", _PICK),
-                          ("postgresql", _PICK.with_for_update(skip_locked=True)))
+    dialect: tuple(_claim_stmt(pick if dialect == "sqlite"
+                               else pick.with_for_update(skip_locked=True))
+                   for pick in (_EXPIRED, _QUEUED))
+    for dialect in ("sqlite", "postgresql")
 }
 
 
@@ -145,11 +159,16 @@ async def claim(db: Database, owner: str, limit: int, lease: float,
               "p_until": at + timedelta(seconds=lease)}
 
     def body(tx: Tx) -> list[Claimed]:
-        rows = tx.execute(_CLAIM[tx.dialect], params).all()
+        expired, queued = _CLAIM[tx.dialect]
+        rows = list(tx.execute(expired, params).all())  # a dead worker's jobs first
+        if len(rows) < limit:
+            rows += tx.execute(queued, {**params, "p_limit": limit - len(rows)}).all()
         return sorted((Claimed(r.id, r.kind, r.payload or {}, r.attempts, r.max_attempts)
                        for r in rows), key=lambda c: c.id)
 
-    return await db.run(body)
+    # Not flushed on its own: a claim lost to a power cut leaves the job queued (or its
+    # lease to expire), and it is simply claimed again.
+    return await db.run(body, durable=False)
 
 
 _MINE = and_(Job.id == bindparam("p_id"), Job.lease_owner == bindparam("p_owner"),
@@ -178,7 +197,8 @@ def complete_in(tx: Tx, owner: str, job_id: int, now: datetime | None = None) ->
 async def complete(db: Database, owner: str, job_ids: Sequence[int]) -> int:
     """Mark several jobs done in one transaction; how many were still ``owner``'s."""
     now = utcnow()
-    return await db.run(lambda tx: sum(complete_in(tx, owner, j, now) for j in job_ids))
+    ids = sorted(job_ids)  # one lock order for every statement that updates several rows
+    return await db.run(lambda tx: sum(complete_in(tx, owner, j, now) for j in ids))
 
 
 async def fail(db: Database, owner: str, job_id: int, error: str) -> bool:
@@ -196,7 +216,8 @@ async def retry_at(db: Database, owner: str, job_id: int, at: datetime, error: s
 async def release(db: Database, owner: str, job_ids: Sequence[int], at: datetime) -> int:
     """Give jobs back without counting the run (the worker is stopping, or the job said
     "not before ``at``")."""
-    params = [{"p_id": j, "p_owner": owner, "p_at": at.astimezone(UTC)} for j in job_ids]
+    params = [{"p_id": j, "p_owner": owner, "p_at": at.astimezone(UTC)}
+              for j in sorted(job_ids)]
     return await db.run(lambda tx: sum(tx.execute(_LATER, p).rowcount for p in params))
 
 
@@ -204,7 +225,7 @@ async def renew(db: Database, owner: str, job_ids: Sequence[int], lease: float) 
     until = utcnow() + timedelta(seconds=lease)
     return await db.run(lambda tx: sum(
         tx.execute(_RENEW, {"p_id": j, "p_owner": owner, "p_until": until}).rowcount
-        for j in job_ids), durable=False)
+        for j in sorted(job_ids)), durable=False)
 
 
 _NEXT_QUEUED = select(func.min(Job.run_at)).where(Job.state == "queued")

@@ -278,22 +278,32 @@ class Worker:
         await self._flush()
 
     async def _flush(self) -> None:
+        tries = 0
         while self._done:
             batch, self._done = self._done, []
             try:
                 await queue.complete(self.db, self.name, batch)
+                tries = 0
             except Exception as exc:
-                # Not lost: unfinished jobs run again when their leases expire.
-                log.warning("jobs: could not mark %d finished job(s) done (%s: %s); they "
-                            "run again after their lease", len(batch), type(exc).__name__,
-                            exc)
-                return
+                # Keep them: their leases still hold for a while, so writing "done" again
+                # shortly beats running them a second time after the lease.
+                self._done = batch + self._done
+                tries += 1
+                if tries >= 5:
+                    log.warning("jobs: could not mark %d finished job(s) done (%s: %s); "
+                                "they run again after their lease", len(self._done),
+                                type(exc).__name__, exc)
+                    self._done = []
+                    return
+                log.warning("jobs: could not mark %d finished job(s) done yet (%s: %s); "
+                            "trying again", len(batch), type(exc).__name__, exc)
+                await asyncio.sleep(0.2 * tries)
 
     async def _heartbeat(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.lease / 3)
-            ids = list(self._running)
+            ids = [*self._running, *self._done]  # done but not yet written: still ours
             if ids:
                 try:
                     await queue.renew(self.db, self.name, ids, self.lease)
