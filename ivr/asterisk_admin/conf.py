@@ -70,6 +70,19 @@ def strip_comment(line: str, in_block: bool) -> tuple[str, bool]:
     return "".join(out).replace("\\;", ";"), in_block
 
 
+def read_text(path: Path) -> str:
+    """The file as text, whatever its encoding: UTF-8 when it is, else Latin-1.
+
+    Asterisk itself reads bytes; stock samples have Latin-1 bytes in comments (minivm.conf),
+    and Latin-1 maps every byte to one character, so lines and ASCII syntax stay intact.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def parse(path: Path, result: Parsed | None = None, base: Path | None = None) -> Parsed:
     """Read ``path`` and the files it #includes (relative to ``base``, its directory)."""
     result = result if result is not None else Parsed()
@@ -81,7 +94,10 @@ def parse(path: Path, result: Parsed | None = None, base: Path | None = None) ->
     result.files.append(path)
     section: Section | None = None
     in_block = False
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # Lines end at \n only, as Asterisk reads them (str.splitlines would also cut at \x85,
+    # \x0c and others, which a Latin-1 comment can hold, and shift every line number after).
+    for number, raw in enumerate(read_text(path).split("\n"), 1):
+        raw = raw.removesuffix("\r")
         where = Where(path, number)
         code, in_block = strip_comment(raw, in_block)
         code = code.strip()

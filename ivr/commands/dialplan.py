@@ -92,11 +92,13 @@ def uninstall(args: argparse.Namespace, cfg: Config) -> int:
 
     try:
         report = installer.uninstall(Path(args.dir))
-    except OSError as exc:
+    except (installer.InstallError, OSError) as exc:
         print(f"ivr dialplan uninstall: {exc}", file=sys.stderr)
         return 1
     for line in report.changed or ["nothing to remove"]:
         print(line)
+    for note in report.notes:
+        print(f"note: {note}")
     if report.changed:
         print("Run `ivr dialplan reload --all` to make Asterisk forget it.")
     return 0

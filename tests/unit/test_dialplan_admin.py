@@ -154,9 +154,14 @@ def test_install_keeps_the_admins_settings_and_their_own_queue(tmp_path: Path) -
     settings.write_text(settings.read_text().replace("127.0.0.1:4573", "10.0.0.5:4573"))
     installer.install(etc)
     assert "10.0.0.5:4573" in settings.read_text()
-    installer.uninstall(etc)
-    assert sorted(p.name for p in etc.iterdir()) == ["extensions.conf", "queues.conf"]
+    report = installer.uninstall(etc)
+    # The edited settings file is the admin's now: kept, and the report says so.
+    assert sorted(p.name for p in etc.iterdir()) == [
+        "extensions.conf", installer.SETTINGS, "queues.conf"]
+    assert "10.0.0.5:4573" in settings.read_text()
+    assert any(f"kept {settings}" in n for n in report.notes), report.notes
     assert (etc / "queues.conf").read_text() == "[billing]\nstrategy = ringall\n"
+    assert (etc / "extensions.conf").read_text() == "[general]\n"
 
 
 def test_install_refuses_to_overwrite_a_file_that_is_not_ours(tmp_path: Path) -> None:
