@@ -14,10 +14,11 @@ Servers (each in its own process, so it does not share a loop with the load):
   services, the sandbox gateway, its reconciler and callback scheduler), configured only
   through the STARPAY_* environment.
 - baseline: a bare asyncio FastAGI server with no database and no logic: it replays the
-  exact AGI commands StarPay sent in a probe call (same STREAM FILE commands, so Asterisk
-  does the same media work), reading one reply per command; when a menu prompt ends
-  without a key it waits for one (WAIT FOR DIGIT), as StarPay's menus do, so late keys
-  lengthen both servers' calls alike.
+  exact AGI commands StarPay sent in a probe call (the same STREAM FILE and EXEC Read
+  commands, so Asterisk does the same media work), reading one reply per command. StarPay
+  asks each question in one Read that waits for its key itself, so late keys lengthen both
+  servers' calls alike; a replayed STREAM FILE menu (an older flow's) that ends without a
+  key is followed by a WAIT FOR DIGIT, as that flow's menus did.
 
 Targets:
 - fake: N FakeAsterisk callers in this process. All N connect and get their first
@@ -80,7 +81,7 @@ from bench_common import load_average, raise_fd_limit
 from ivr.agi.protocol import split_command
 from ivr.ami import AMIActionError
 from ivr.qa.asterisk_call import AsteriskCall, qa_ami
-from ivr.qa.fake_asterisk import Command, FakeAsterisk
+from ivr.qa.fake_asterisk import FakeAsterisk
 
 HERE = Path(__file__).resolve()
 FIRST_PHONE = 15552000000  # +1 555 numbers: never a real subscriber
@@ -88,6 +89,8 @@ FIRST_ACCOUNT = 700000
 BALANCE = 8417  # the demo's $84.17: every call says the same words, like the baseline
 KEYS = {"starpay/main_menu": "1", "starpay/pay_confirm_press": "1"}  # prompt -> key pressed
 MENUS = tuple(f"STREAM FILE {p} " for p in KEYS)  # commands after which a key may come late
+# The command that plays a prompt: alone (STREAM FILE) or in a question's list (EXEC Read).
+PLAYS = r"^(?:STREAM FILE |EXEC Read \S*?)"
 _VERB_WORD = re.compile(r"[A-Z]+\Z")
 CHILDREN: set[asyncio.subprocess.Process] = set()
 BARE = "streams"  # the baseline's implementation (--bare)
@@ -352,7 +355,7 @@ class Server:
         """One full call on an account the measurement does not use: lazy imports and
         first-time statement compiles are not per-call costs."""
         await FakeAsterisk(self.port, script="pay", callerid=callerid, args=["A"],
-                           uniqueid=f"{int(time.time())}.warm", responder=caller()).run(30)
+                           uniqueid=f"{int(time.time())}.warm", on_sound=caller()).run(30)
         await asyncio.sleep(0.3)
 
     def cpu(self) -> float:
@@ -388,15 +391,15 @@ class Server:
 
 # -- a scripted caller for FakeAsterisk ---------------------------------------------------
 
-def caller() -> Callable[[Command, FakeAsterisk], str | None]:
+def caller() -> Callable[[str, FakeAsterisk], None]:
     """Press 1 when the menu starts and 1 when the confirmation starts (interrupting them,
-    as the real caller does in the asterisk target)."""
-    def respond(cmd: Command, fake: FakeAsterisk) -> str | None:
-        key = KEYS.get(cmd.arg(0)) if cmd.verb == "STREAM FILE" else None
+    as the real caller does in the asterisk target); a FakeAsterisk on_sound hook, so a
+    prompt inside a Read list counts too."""
+    def on_sound(sound: str, fake: FakeAsterisk) -> None:
+        key = KEYS.get(sound)
         if key:
             fake.press(key)
-        return None
-    return respond
+    return on_sound
 
 
 async def probe_script(template: Path, n: int, run_dir: Path) -> list[str]:
@@ -406,7 +409,7 @@ async def probe_script(template: Path, n: int, run_dir: Path) -> list[str]:
     server = await Server("starpay", run_dir, db=db).start()
     try:
         fake = FakeAsterisk(server.port, script="pay", callerid=phone(n), args=["A"],
-                            responder=caller())
+                            on_sound=caller())
         await fake.run(max_seconds=30)
     finally:
         await server.stop()
@@ -467,7 +470,7 @@ async def fake_round(kind: str, n: int, template: Path, script: Path, run_dir: P
         async def call(i: int) -> None:
             nonlocal held
             fake = FakeAsterisk(server.port, script="pay", callerid=phone(i), args=["A"],
-                                uniqueid=f"{stamp}.{i}", responder=caller())
+                                uniqueid=f"{stamp}.{i}", on_sound=caller())
             try:
                 async with gate:
                     await fake.connect()
@@ -687,7 +690,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
                     live, counted = live + 1, True
                     res.peak_live = max(res.peak_live, live)
                     for prompt, key in KEYS.items():
-                        hit = await call.wait_for(rf"^STREAM FILE {prompt}\b",
+                        hit = await call.wait_for(rf"{PLAYS}{prompt}\b",
                                                   timeout=timeout)
                         if hit.lag is not None:
                             res.event_lag.append(hit.lag)
@@ -700,7 +703,7 @@ async def asterisk_level(kind: str, n: int, lines: list[Line], ast_ps: psutil.Pr
                             # on a loaded box the call may be over before the key is sent.
                             if kind != "baseline":
                                 raise
-                    await call.wait_for(r"^STREAM FILE starpay/approved\b", timeout=timeout)
+                    await call.wait_for(rf"{PLAYS}starpay/approved\b", timeout=timeout)
                     await call.wait_end(timeout=timeout)
                 res.durations.append(time.monotonic() - t0)
                 res.commands.append(len(call.heard))
@@ -906,7 +909,8 @@ async def main_async(args: argparse.Namespace) -> int:
         script = run_dir / "script.agi"
         script.write_text("".join(f"{x}\n" for x in lines))
         print(f"probe call: {len(lines)} AGI commands, "
-              f"{sum(x.startswith('STREAM FILE') for x in lines)} STREAM FILE; the baseline "
+              f"{sum(x.startswith('STREAM FILE') for x in lines)} STREAM FILE, "
+              f"{sum(x.startswith('EXEC Read') for x in lines)} EXEC Read; the baseline "
               "replays them")
         fake_runs: list[FakeRun] = []
         ast_runs: list[LevelRun] = []

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Sequence
 
 from ivr import log as ivrlog
 from ivr.agi import protocol
@@ -32,6 +34,12 @@ logger = logging.getLogger(__name__)
 # readable; every other reply's result and data are digit-masked.
 _PLAIN_REPLIES = frozenset({"ANSWER", "HANGUP", "VERBOSE", "SET MUSIC", "CHANNEL STATUS",
                             "SET VARIABLE", "NOOP"})
+
+
+# The variable Read fills; one per channel is enough, one command runs at a time.
+READ_VARIABLE = "STARPAY_KEYS"
+# Read's arguments are split on "," and its file list on "&"; parentheses end options.
+_NOT_IN_FILE_LIST = re.compile(r"[,&|()\s]")
 
 
 class _ReplyTimeout(Exception):
@@ -288,6 +296,45 @@ class AGISession:
             parts.append(max_digits)
         reply = self._check_hangup(await self.command(*parts))
         return reply.result, reply.timed_out
+
+    async def read_entry(self, files: Sequence[str], max_digits: int, timeout_ms: int,
+                         terminators: str = "#") -> tuple[str, str]:
+        """Play ``files`` and collect keys in ONE command; return (keys, READSTATUS).
+
+        ``EXEC Read`` then one ``GET FULL VARIABLE``: res_agi reads and frees every frame
+        that arrives while no command runs, so keys typed between two commands are lost;
+        inside Read, Asterisk itself plays the ``&`` list (any key interrupts it, and a key
+        between two pieces still counts: app.c waits 50 ms for one after each piece but the
+        last) and collects ``*`` like a digit. It stops on a key in ``terminators`` (not
+        returned; "" makes every key count), on ``max_digits`` (1-255) or on the timeout,
+        which applies to the first key after the last piece and between later keys (after
+        a key that cut an earlier piece, the gap between keys is the channel's
+        TIMEOUT(digit), 5 s by default). READSTATUS is OK (ended by max or terminator),
+        TIMEOUT (keys so far, maybe none) or INTERRUPTED; HANGUP raises AGIHangup, ERROR
+        (e.g. a missing last file) AGICommandError. GET DATA is no alternative: its handler
+        streams its file argument as one name, so an ``&`` list is a missing file.
+        """
+        if not files:
+            raise ValueError("read_entry needs at least one file to play")
+        bad = [f for f in files if not f or _NOT_IN_FILE_LIST.search(f)]
+        if bad:
+            raise ValueError(f"sound names cannot hold , & | ( ) or spaces in Read: {bad}")
+        if not 1 <= max_digits <= 255 or timeout_ms <= 0:
+            raise ValueError("Read takes 1-255 digits and a timeout above 0")
+        # Read's default terminator is "#"; t(...) names others and a bare t none at all.
+        options = "" if terminators == "#" else f"t({terminators})" if terminators else "t"
+        await self.exec("Read", READ_VARIABLE, "&".join(files), max_digits, options, 1,
+                        f"{timeout_ms / 1000:g}")
+        got = await self.get_full_variable(f"${{{READ_VARIABLE}}}:${{READSTATUS}}") or ":"
+        keys, _, status = got.rpartition(":")
+        if status == "HANGUP":
+            self.hung_up = True
+            raise AGIHangup("caller hung up during Read")
+        if status not in ("OK", "TIMEOUT", "INTERRUPTED"):
+            reply = self.last_reply
+            raise AGICommandError(200, list(reply.lines) if reply else [],
+                                  f"Read ended with READSTATUS={status or 'unset'}")
+        return keys, status
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         """Wait for one key; None on timeout. ``-1`` waits forever (Asterisk's meaning)."""

@@ -44,15 +44,20 @@ async def choose_account(call: Call, accounts: list[AccountView]) -> AccountView
 
 async def account_by_number(call: Call) -> AccountView:
     """Ask for the account number (# ends it); raise TooManyTries after the allowed misses."""
+    sorry: list[str] = []  # said at the head of the next question, in the same command
     for _ in range(call.cfg.max_tries):
-        entry = await call.prompter.read([ASK_ACCOUNT_PROMPT], max_digits=MAX_ACCOUNT_DIGITS)
+        entry = await call.prompter.read([*sorry, ASK_ACCOUNT_PROMPT],
+                                         max_digits=MAX_ACCOUNT_DIGITS)
         if not entry:
-            await call.prompter.play([NO_INPUT_PROMPT])
+            sorry = [NO_INPUT_PROMPT]
             continue
+        # A database look-up between two commands: keys typed before the next prompt
+        # starts (the ZIP, typed ahead) are lost.
         account = await call.ctx.accounts.by_number(entry)
         if account is not None:
             call.note("account-number")
             return account
         call.note("account-not-found")
-        await call.prompter.play([NOT_FOUND_PROMPT])
+        sorry = [NOT_FOUND_PROMPT]
+    await call.prompter.play(sorry)
     raise TooManyTries()

@@ -114,8 +114,9 @@ async def tell(call: Call, account: AccountView, outcome: ChargeOutcome) -> bool
         said = [*APPROVED_PROMPTS, *speech.digits(outcome.confirmation)]
         await call.prompter.play([*said, *([RECEIPT_PROMPT] if receipt else [])])
         for _ in range(MAX_REPEATS):
-            key = await call.prompter.play([REPEAT_PROMPT], escape="1")
-            key = key or await call.session.wait_for_digit(call.ctx.first_key_ms)
+            # The confirmation number itself is not interruptible; the question after it
+            # takes its key in the same command that asks it.
+            key = await call.prompter.key([REPEAT_PROMPT])
             if key != "1":
                 break
             call.note("repeat-confirmation")

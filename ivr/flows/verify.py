@@ -62,15 +62,18 @@ async def verify(call: Call, account: AccountView) -> str:
     """Ask until right; return how ("zip"/"pin"). Raise Locked/TooManyTries."""
     prompt, kinds = question(call.cfg.verify_with, account)
     longest = max(kinds)
+    sorry: list[str] = []  # said at the head of the next question, in the same command
     for _ in range(call.cfg.max_tries):
-        entry = await call.prompter.read([prompt], max_digits=longest)
+        entry = await call.prompter.read([*sorry, prompt], max_digits=longest)
         how = kinds.get(len(entry))
         if how is None:
             # A fumble (nothing, or a length no answer has) is not a guess: it does not
             # count on the account, only as a try of this call.
             call.note("verify-no-input" if not entry else "verify-short")
-            await call.prompter.play([INVALID_PROMPT if entry else NO_INPUT_PROMPT])
+            sorry = [INVALID_PROMPT if entry else NO_INPUT_PROMPT]
             continue
+        # The check reads and writes the database between two commands: keys typed while
+        # it runs (before "that does not match" starts) are lost.
         result = await call.ctx.accounts.verify(
             account.id, max_failures=call.cfg.lockout_failures,
             lockout_minutes=call.cfg.lockout_minutes, now=call.ctx.clock(),
@@ -82,5 +85,6 @@ async def verify(call: Call, account: AccountView) -> str:
             call.note("verify-locked")
             raise Locked()
         call.note("verify-failed")
-        await call.prompter.play([FAILED_PROMPT])
+        sorry = [FAILED_PROMPT]
+    await call.prompter.play(sorry)
     raise TooManyTries()

@@ -10,6 +10,7 @@ One file holds one scenario (or a list of them)::
     seed: demo                  # `demo` (default: the `ivr db seed --demo` accounts) or `none`
     accounts: []                # extra accounts for this scenario only (see below)
     call: {verify_with: pin}    # [call] settings for this scenario only (default: none)
+    slow_ms: 0                  # test hook: the service pauses this long between commands
     steps:
       - expect: greeting        # wait until the service plays starpay/greeting
       - expect: main_menu
@@ -26,11 +27,19 @@ One file holds one scenario (or a list of them)::
       language: en              # the call record's language
 
 Steps run in order. ``expect`` matches the prompt id in the sound a STREAM FILE / GET DATA
-(or CONTROL STREAM FILE) command names (``starpay/<id>``), searching forward from the last
-match, so the pieces in between (money, digits) need not be listed. ``press`` sends DTMF at
-once: right after an ``expect`` the keys land while that prompt plays, so they interrupt it
-when the prompt accepts them, as a caller who knows the menu would. ``wait: N`` lets N
-seconds pass (on the emulator: lets the current prompt play out) before the next step.
+(or CONTROL STREAM FILE) command names (``starpay/<id>``), or in the ``&`` list of an
+``EXEC Read`` (a question: its prompts and the keys in one command), searching forward
+from the last match, so the pieces in between (money, digits) need not be listed.
+``press`` sends DTMF at once: right after an ``expect`` the keys land while that prompt
+plays, so they interrupt it when the prompt accepts them, as a caller who knows the menu
+would. ``type: "100001#"`` types the keys at a caller's own pace, 80 ms apart, whatever
+the service is doing meanwhile: a key that lands while no command runs is lost, as on a
+phone. ``wait: N`` lets N seconds pass (on the emulator: lets the current prompt play out;
+a question then still waits for its keys) before the next step.
+
+``slow_ms``: a test hook; the service pauses this long before every AGI command (as a GC
+pause, a blocked loop or a burst would), so scenarios can show that no key typed meanwhile
+is lost.
 
 ``at``: ``"HH:MM"`` is that time on a normal Wednesday (2026-12-02) in the center's time zone;
 a full ISO date-time (``2026-12-05T18:30``) picks the day too. The call's clock starts there.
@@ -68,7 +77,8 @@ REFERENCE_DAY = dt.date(2026, 12, 2)
 KEYS = set("0123456789*#ABCD")
 OUTCOME_KEYS = {"payment", "call_outcome", "next", "callback", "language"}
 TOP_KEYS = {"name", "caller", "attest", "at", "agents", "seed", "accounts", "call", "steps",
-            "expect"}
+            "expect", "slow_ms"}
+MAX_SLOW_MS = 5000
 ACCOUNT_KEYS = {"account", "phone", "zip", "balance", "language", "due_in_days", "card", "name"}
 _TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
 
@@ -79,7 +89,8 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """``kind`` is expect | press | wait | hangup; ``prompts`` for expect (a run of ids)."""
+    """``kind`` is expect | press | type | wait | hangup; ``prompts`` for expect (a run of
+    ids), ``keys`` for press and type."""
 
     index: int  # 1-based, for messages
     kind: str
@@ -91,8 +102,8 @@ class Step:
         if self.kind == "expect":
             ids = self.prompts[0] if len(self.prompts) == 1 else list(self.prompts)
             return f"step {self.index} (expect: {ids})"
-        if self.kind == "press":
-            return f'step {self.index} (press: "{self.keys}")'
+        if self.kind in ("press", "type"):
+            return f'step {self.index} ({self.kind}: "{self.keys}")'
         if self.kind == "wait":
             return f"step {self.index} (wait: {self.seconds:g})"
         return f"step {self.index} (hangup)"
@@ -140,6 +151,7 @@ class Scenario:
     steps: tuple[Step, ...]
     expect: Outcome = field(default_factory=Outcome)
     call: dict[str, Any] = field(default_factory=dict)  # [call] overrides, checked
+    slow_ms: int = 0  # the service's pause before each AGI command (a test hook)
 
     def call_config(self, base: CallConfig) -> CallConfig:
         """``base`` with this scenario's ``call:`` settings (a copy: base is shared)."""
@@ -242,15 +254,20 @@ def parse(doc: Any, file: Path, catalog: Catalog, number: int | None = None) -> 
         raise fail(f"`seed` is demo or none, not {seed!r}")
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise fail("`steps` is a non-empty list (expect / press / wait / hangup)")
+        raise fail("`steps` is a non-empty list (expect / press / type / wait / hangup)")
     steps = tuple(_step(i, s, catalog, fail) for i, s in enumerate(raw_steps, 1))
+    slow_ms = doc.get("slow_ms", 0)
+    if not isinstance(slow_ms, int) or isinstance(slow_ms, bool) \
+            or not 0 <= slow_ms <= MAX_SLOW_MS:
+        raise fail(f"`slow_ms` is a whole number of milliseconds, 0 to {MAX_SLOW_MS}, "
+                   f"not {slow_ms!r}")
     return Scenario(name=name.strip(), file=file, caller=caller,
                     attest=str(attest).upper() if attest is not None else None,
                     at=_at(doc.get("at"), fail), agents=agents, seed=seed,
                     accounts=tuple(_account(i, a, fail)
                                    for i, a in enumerate(doc.get("accounts") or [], 1)),
                     steps=steps, expect=_outcome(doc.get("expect"), fail),
-                    call=_call(doc.get("call"), fail))
+                    call=_call(doc.get("call"), fail), slow_ms=slow_ms)
 
 
 def _call(raw: Any, fail: Any) -> dict[str, Any]:
@@ -308,7 +325,7 @@ def _step(index: int, raw: Any, catalog: Catalog, fail: Any) -> Step:
         return Step(index, "hangup")
     if not isinstance(raw, dict) or len(raw) != 1:
         raise fail(f"{here}: {raw!r} is not a step; write `- expect: <prompt id>`, "
-                   '`- press: "1"`, `- wait: 2` or `- hangup`')
+                   '`- press: "1"`, `- type: "123#"`, `- wait: 2` or `- hangup`')
     ((kind, value),) = raw.items()
     if kind == "expect":
         ids = tuple(value) if isinstance(value, list) else (value,)
@@ -320,20 +337,20 @@ def _step(index: int, raw: Any, catalog: Catalog, fail: Any) -> Step:
                 hint = f" (did you mean {', '.join(near)}?)" if near else ""
                 raise fail(f"{here}: expect: {pid!r} is not a prompt id in the catalog{hint}")
         return Step(index, "expect", prompts=ids)
-    if kind == "press":
+    if kind in ("press", "type"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value or set(value) - KEYS:
-            raise fail(f"{here}: press takes keypad keys in quotes (0-9 * # A-D), "
+            raise fail(f"{here}: {kind} takes keypad keys in quotes (0-9 * # A-D), "
                        f"not {value!r}")
-        return Step(index, "press", keys=value)
+        return Step(index, kind, keys=value)
     if kind == "wait":
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 60:
             raise fail(f"{here}: wait takes seconds between 0 and 60, not {value!r}")
         return Step(index, "wait", seconds=float(value))
     if kind == "hangup":
         return Step(index, "hangup")
-    raise fail(f"{here}: unknown step {kind!r} (expect, press, wait, hangup)")
+    raise fail(f"{here}: unknown step {kind!r} (expect, press, type, wait, hangup)")
 
 
 def money_minor(value: Any, what: str, fail: Any) -> int:
@@ -409,13 +426,42 @@ def _account(index: int, raw: Any, fail: Any) -> AccountSpec:
                        name=str(raw.get("name", "QA Caller")))
 
 
+_ONE_SOUND = re.compile(r'(?i)\s*(?:CONTROL STREAM FILE|STREAM FILE|GET DATA|GET OPTION)\s+'
+                        r'"?([^\s"]+)')
+# EXEC <app> <args>: the apps whose arguments hold an &-list of sounds, and where it is
+# (Read's first argument is the variable it fills).
+_PLAYING_APPS = {"read": 1, "playback": 0, "background": 0, "controlplayback": 0}
+_EXEC = re.compile(r'(?i)\s*EXEC\s+(\w+)\s+"?([^\s"]*)')
+_PROMPT = re.compile(r"starpay/([a-z0-9_-]+)")
+
+
+def sound_files(command: str) -> list[str]:
+    """The sound files a raw AGI command plays, in order: one for STREAM FILE and its
+    kin, the whole ``&`` list of an ``EXEC Read`` (or Playback, Background)."""
+    m = _ONE_SOUND.match(command)
+    if m:
+        return [m.group(1)]
+    m = _EXEC.match(command)
+    if m and (pos := _PLAYING_APPS.get(m.group(1).lower())) is not None:
+        fields = m.group(2).split(",")
+        if pos < len(fields):
+            return [f for f in fields[pos].split("&") if f]
+    return []
+
+
+def sound_prompts(command: str) -> list[str]:
+    """The prompt ids a raw AGI command plays, in order (``EXEC Read STARPAY_KEYS,starpay/
+    balance_is&starpay/main_menu,1,t,1,5`` → ``balance_is, main_menu``)."""
+    return [m.group(1) for f in sound_files(command) if (m := _PROMPT.fullmatch(f))]
+
+
 def sound_prompt(command: str) -> str | None:
-    """The prompt id a raw AGI command plays (``STREAM FILE starpay/main_menu "123"`` →
-    ``main_menu``), or None when it plays no StarPay prompt."""
-    m = re.match(r'(?i)\s*(?:CONTROL STREAM FILE|STREAM FILE|GET DATA|GET OPTION|'
-                 r'EXEC PLAYBACK)\s+"?starpay/([a-z0-9_-]+)', command)
-    return m.group(1) if m else None
+    """The first prompt id a raw AGI command plays (``STREAM FILE starpay/main_menu "123"``
+    → ``main_menu``), or None when it plays no StarPay prompt."""
+    ids = sound_prompts(command)
+    return ids[0] if ids else None
 
 
 def prompts_of(commands: Sequence[str]) -> list[str]:
-    return [p for p in map(sound_prompt, commands) if p is not None]
+    """Every prompt id the commands play, in order; each command's once."""
+    return [p for c in commands for p in sound_prompts(c)]

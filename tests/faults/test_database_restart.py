@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from ivr.app import flow_context
 from ivr.config import Config
 from ivr.flows import routes
 from ivr.gateways.sandbox import SandboxGateway
-from ivr.qa.fake_asterisk import Command, FakeAsterisk, Responder
+from ivr.qa.fake_asterisk import FakeAsterisk
 from ivr.services.reconcile import reconcile_once
 from ivr.storage.db import Database
 from ivr.storage.migrate import upgrade
@@ -78,15 +78,15 @@ async def cluster() -> AsyncIterator[TempPostgres]:
         await asyncio.to_thread(pg.stop)
 
 
-def caller(steps: Sequence[tuple[str, str]]) -> Responder:
+def caller(steps: Sequence[tuple[str, str]]) -> Callable[[str, FakeAsterisk], None]:
+    """Presses each step's keys as its prompt starts (a piece of a Read list too)."""
     pending = list(steps)
 
-    def respond(cmd: Command, fake: FakeAsterisk) -> str | None:
-        if pending and cmd.verb == "STREAM FILE" and cmd.arg(0) == f"starpay/{pending[0][0]}":
+    def on_sound(sound: str, fake: FakeAsterisk) -> None:
+        if pending and sound == f"starpay/{pending[0][0]}":
             fake.press(pending.pop(0)[1])
-        return None
 
-    return respond
+    return on_sound
 
 
 async def test_database_crash_mid_charge_falls_back_and_settles_once(
@@ -102,7 +102,7 @@ async def test_database_crash_mid_charge_falls_back_and_settles_once(
     server = AGIServer(routes(ctx), host="127.0.0.1", port=0)
     await server.start()
     try:
-        fake = FakeAsterisk(server.port, callerid=ALEX, args=["A"], responder=caller(STEPS))
+        fake = FakeAsterisk(server.port, callerid=ALEX, args=["A"], on_sound=caller(STEPS))
         call = asyncio.ensure_future(fake.run(max_seconds=30))
         # The pending row is committed; the processor is now working on the charge.
         (pending,) = await wait_until(lambda: payment_rows(url), 15, "the pending payment")
@@ -131,7 +131,7 @@ async def test_database_crash_mid_charge_falls_back_and_settles_once(
         assert len(gateway_charges(ledger)) == 1
 
         # After the restart a new caller pays normally, on the same (reconnected) pool.
-        after = FakeAsterisk(server.port, callerid=TAYLOR, args=["A"], responder=caller(STEPS))
+        after = FakeAsterisk(server.port, callerid=TAYLOR, args=["A"], on_sound=caller(STEPS))
         await after.run(max_seconds=30)
         assert "starpay/approved" in after.streamed
         assert await balance(url, "100007") == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from ivr.asterisk.local import free_port
 from ivr.gateways.sandbox import SandboxGateway
 from ivr.qa.asterisk_call import AsteriskCall, qa_ami
-from ivr.qa.fake_asterisk import Command, FakeAsterisk
+from ivr.qa.fake_asterisk import FakeAsterisk
 from ivr.services.callbacks import CallbackStore
 from ivr.services.payments import PaymentService, Pending
 from ivr.storage.calls import Callback
@@ -63,12 +64,12 @@ async def _accounts(db: Database, rows: list[tuple[str, str]], token: str) -> li
     return ids
 
 
-def _pay(steps: list[tuple[str, str]]):  # noqa: ANN202 (a FakeAsterisk responder)
-    def respond(cmd: Command, fake: FakeAsterisk) -> str | None:
-        if steps and cmd.verb == "STREAM FILE" and cmd.arg(0) == f"starpay/{steps[0][0]}":
+def _pay(steps: list[tuple[str, str]]) -> Callable[[str, FakeAsterisk], None]:
+    """Presses each step's keys as its prompt starts (a piece of a Read list too)."""
+    def on_sound(sound: str, fake: FakeAsterisk) -> None:
+        if steps and sound == f"starpay/{steps[0][0]}":
             fake.press(steps.pop(0)[1])
-        return None
-    return respond
+    return on_sound
 
 
 async def _short_real_call(ami: Any, n: int) -> str:
@@ -122,7 +123,7 @@ async def test_two_workers_share_calls_and_jobs_once_each(asterisk: Any, postgre
 
         # Calls: FakeAsterisk full payments alternating between the workers, all at once.
         fakes = [FakeAsterisk(ports[i % 2], callerid=phone, args=["A"],
-                              responder=_pay([("main_menu", "1"), ("pay_confirm_press", "1")]))
+                              on_sound=_pay([("main_menu", "1"), ("pay_confirm_press", "1")]))
                  for i, (phone, _) in enumerate(PAYERS)]
         await asyncio.gather(*(f.run(max_seconds=20) for f in fakes))
         assert all("starpay/approved" in f.streamed for f in fakes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +21,7 @@ from ivr.config import CallConfig, Config, PaymentsConfig
 from ivr.flows import routes
 from ivr.flows.context import FlowContext
 from ivr.gateways.sandbox import SandboxGateway
-from ivr.qa.fake_asterisk import Command, FakeAsterisk, Responder
+from ivr.qa.fake_asterisk import Command, FakeAsterisk, sounds_of
 from ivr.services.demo import seed_demo
 from ivr.storage.calls import Callback, CallRecord
 from ivr.storage.db import Database
@@ -63,7 +63,7 @@ class World:
         ``keys`` are pressed at once, before any prompt."""
         fake = FakeAsterisk(self.server.port, script="pay", callerid=callerid,
                             args=[attest] if attest else [], keys=keys,
-                            responder=_caller(steps), **kw)
+                            on_sound=_caller(steps), **kw)
         await fake.run(max_seconds=10)
         self.calls.append(fake)
         return fake
@@ -155,15 +155,20 @@ async def make_world(tmp_path: Path, *, verify: str = "attested", verify_with: s
         await db.dispose()
 
 
-def _caller(steps: Sequence[tuple[str, str]]) -> Responder:
+def _caller(steps: Sequence[tuple[str, str]]) -> Callable[[str, FakeAsterisk], None]:
+    """Keys pressed as a sound starts (a piece of a Read list too), so they cut it."""
     pending = list(steps)
 
-    def respond(cmd: Command, fake: FakeAsterisk) -> str | None:
-        if pending and cmd.verb == "STREAM FILE" and cmd.arg(0) == f"starpay/{pending[0][0]}":
+    def on_sound(sound: str, fake: FakeAsterisk) -> None:
+        if pending and sound == f"starpay/{pending[0][0]}":
             fake.press(pending.pop(0)[1])
-        return None  # the default reply, which now sees the pressed keys
 
-    return respond
+    return on_sound
+
+
+def plays(prompt: str) -> Callable[[Command], bool]:
+    """A hangup_at predicate: the command that plays ``prompt`` (alone or in a list)."""
+    return lambda cmd: f"starpay/{prompt}" in sounds_of(cmd)
 
 
 def played(fake: FakeAsterisk) -> list[str]:

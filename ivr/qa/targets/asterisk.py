@@ -26,7 +26,8 @@ from ivr.qa.asterisk_call import QA_EVENTS, AsteriskCall, qa_ami
 from ivr.qa.checks import check_outcome
 from ivr.qa.result import Result
 from ivr.qa.scenario import Scenario
-from ivr.qa.steps import Failed, drive
+from ivr.qa.slow_session import slowed
+from ivr.qa.steps import TYPE_GAP_S, Failed, drive
 from ivr.qa.targets.base import Runner
 from ivr.qa.world import World
 
@@ -80,7 +81,7 @@ class AsteriskRunner(Runner):
             raise RuntimeError(f"no scenario waits for call {session.uniqueid}")
         world, done = entry
         try:
-            await pay(session, world.ctx)
+            await pay(slowed(session, world.scenario.slow_ms), world.ctx)
         finally:
             done.set()
 
@@ -206,6 +207,10 @@ class AsteriskLine:
 
     async def press(self, keys: str) -> None:
         await self.call.press(keys)
+
+    async def type_keys(self, keys: str) -> None:
+        # PlayDTMF returns once the tone has played: the tone is the gap between keys.
+        await self.call.press(keys, gap=0, duration_ms=round(TYPE_GAP_S * 1000))
 
     async def wait(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -9,10 +9,17 @@ import contextlib
 from ivr.agi.server import AGIServer
 from ivr.flows.pay import pay
 from ivr.qa.checks import check_outcome
-from ivr.qa.fake_asterisk import FakeAsterisk
+from ivr.qa.fake_asterisk import Command, FakeAsterisk
 from ivr.qa.scenario import Scenario
-from ivr.qa.steps import drive
+from ivr.qa.slow_session import slowed
+from ivr.qa.steps import TYPE_GAP_S, drive
 from ivr.qa.targets.base import Runner
+
+
+def is_question(raw: str) -> bool:
+    """A command that waits for keys after its prompts (Asterisk's Read)."""
+    cmd = Command.parse(raw)
+    return cmd.verb == "EXEC" and cmd.arg(0).lower() == "read"
 
 
 class EmulatorLine:
@@ -25,6 +32,7 @@ class EmulatorLine:
         self._cond = asyncio.Condition()
         self._blocked_at: int | None = None  # the steps wait for more than this many
         self._steps_done = False
+        self._typing = False  # the caller types at their own pace: nothing is held
         self._hangup = False
         self.ended = False
 
@@ -45,8 +53,24 @@ class EmulatorLine:
     async def press(self, keys: str) -> None:
         self.fake.press(keys)
 
+    async def type_keys(self, keys: str) -> None:
+        async with self._cond:
+            self._typing = True
+            self._cond.notify_all()
+        try:
+            for key in keys:
+                await self.press(key)  # lost if the service is between commands now
+                await asyncio.sleep(TYPE_GAP_S)
+        finally:
+            async with self._cond:
+                self._typing = False
+
     async def wait(self, seconds: float) -> None:
         # No clock to wait on: let the command in hand (the prompt playing) finish instead.
+        # A question (Read) goes on waiting for its keys once its prompts have played, so
+        # keys pressed next still answer it: nothing to release.
+        if self._commands and is_question(self._commands[-1]):
+            return
         await self.more(len(self._commands), 10)
 
     async def hangup(self) -> None:
@@ -58,8 +82,8 @@ class EmulatorLine:
             self._cond.notify_all()
 
     def _settled(self) -> bool:
-        return self._steps_done or (self._blocked_at is not None
-                                    and self._blocked_at >= len(self._commands))
+        return self._steps_done or self._typing or (
+            self._blocked_at is not None and self._blocked_at >= len(self._commands))
 
     async def serve(self, max_seconds: float) -> None:
         fake = self.fake
@@ -99,13 +123,15 @@ class EmulatorRunner(Runner):
             return scenario.agents > 0
 
         async with self.world(scenario, n, agents) as world:
-            server = AGIServer({"pay": lambda session: pay(session, world.ctx)}, port=0)
+            server = AGIServer({"pay": lambda session: pay(
+                slowed(session, scenario.slow_ms), world.ctx)}, port=0)
             async with server:
-                # Keys are pressed as a prompt plays, so a key it does not take is lost,
+                # A live caller: keys are pressed as a prompt plays, so a key it does not
+                # take is lost, and a key that lands while no command runs is lost too,
                 # as on the asterisk target: both targets pass or fail a scenario alike.
                 fake = FakeAsterisk(server.port, script="pay", callerid=scenario.callerid,
                                     args=[scenario.attest] if scenario.attest else [],
-                                    drop_untaken_keys=True)
+                                    drop_untaken_keys=True, live=True)
                 line = EmulatorLine(fake)
                 serving = asyncio.create_task(line.serve(self.call_timeout))
                 try:
