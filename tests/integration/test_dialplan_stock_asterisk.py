@@ -94,10 +94,15 @@ def test_stock_configuration_round_trip(tmp_path: Path,
         assert f"added #include {ours} at the top of {etc / host}" in out, out
     assert main(["dialplan", "check", str(etc)]) == 0, capsys.readouterr().out
 
-    # The instance copies etc/*.conf and puts in what an admin edits for a box of its own:
-    # asterisk.conf (directories), manager.conf (AMI port and user) and the settings file
-    # (where the AGI server listens). Everything else is the stock configuration plus ours.
-    instance = LocalAsterisk(f"stock-dialplan-{os.getpid()}", config_dir=etc)
+    # Asterisk runs on a copy, as a box of its own needs what an admin edits anyway: the
+    # instance puts in asterisk.conf (directories), manager.conf (AMI port and user) and the
+    # settings file (where the AGI server listens); the stock pjsip.conf has no transport,
+    # so it gets an #include of the instance's. Everything else is stock plus our install.
+    running = tmp_path / "running"
+    shutil.copytree(etc, running, symlinks=True)
+    with open(running / "pjsip.conf", "ab") as pjsip:
+        pjsip.write(b"\n#include pjsip_starpay_transport.conf\n")
+    instance = LocalAsterisk(f"stock-dialplan-{os.getpid()}", config_dir=running)
     try:
         instance.start(timeout=120)
         reached = asyncio.run(call_star_pay(instance))
