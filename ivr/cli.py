@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.config_errors, cfg = exc.errors, exc.config
     log.setup("DEBUG" if args.verbose else cfg.log.level)
-    from ivr.asterisk.local import apply_local_ami_secret
+    from ivr.asterisk.local import apply_local_instance
 
-    apply_local_ami_secret(cfg)
+    apply_local_instance(cfg)
     try:
         return int(args.func(args, cfg) or 0)
     except KeyboardInterrupt:

@@ -9,6 +9,8 @@ and its own run/log/spool dirs, so several instances (a `make run`, a test sessi
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -76,6 +78,125 @@ class Ports:
     sip: int
 
 
+# The ports Asterisk itself binds (the AGI port is the service's, which listens there).
+ASTERISK_PORTS = {"ami": ("AMI", socket.SOCK_STREAM), "sip": ("SIP", socket.SOCK_DGRAM)}
+
+
+def port_free(port: int, kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> bool:
+    """Whether we could bind host:port now (TCP with SO_REUSEADDR, as Asterisk binds it, so
+    a closed connection lingering in TIME_WAIT does not count as taken)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+        return True
+
+
+def _inet_kind(kind: int) -> str:
+    return "tcp" if kind == socket.SOCK_STREAM else "udp"
+
+
+def _binds(conn: object, port: int, kind: int) -> bool:
+    laddr = getattr(conn, "laddr", None)
+    if not laddr or laddr.port != port:
+        return False
+    # A TCP port is held by its listener; a UDP socket holds its port once bound.
+    return kind != socket.SOCK_STREAM or getattr(conn, "status", "") == "LISTEN"
+
+
+def port_holder(port: int, kind: int = socket.SOCK_STREAM) -> str:
+    """Who holds a local port, in words: "asterisk (pid 812)", or "another process" when the
+    system will not say (another user's process, without root)."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind=_inet_kind(kind))
+    except psutil.AccessDenied:
+        conns = []
+    for conn in conns:
+        if _binds(conn, port, kind) and conn.pid:
+            try:
+                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return "another process"
+
+
+def bound_by(pid: int, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    """Whether process pid itself holds the local port (listens on it, for TCP)."""
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind=_inet_kind(kind))
+    except psutil.Error:
+        return False
+    return any(_binds(c, port, kind) for c in conns)
+
+
+@dataclass
+class PortMove:
+    """A port Asterisk was asked to bind that another process held, and where it went."""
+
+    what: str  # "AMI" | "SIP"
+    asked: int
+    holder: str
+    now: int
+
+    def __str__(self) -> str:
+        return (f"{self.what} port 127.0.0.1:{self.asked} is held by {self.holder}; "
+                f"using {self.now}")
+
+
+def claim_ports(ports: Ports, *, move: bool = True) -> list[PortMove]:
+    """Make sure Asterisk's own ports in ``ports`` are free before it starts: a taken one is
+    replaced by a free port (changing ``ports``, returning the moves) or, when ``move`` is
+    off, refused with the port and what holds it. Asterisk would otherwise boot without AMI
+    or SIP and only log it."""
+    moves: list[PortMove] = []
+    for field_name, (what, kind) in ASTERISK_PORTS.items():
+        asked = getattr(ports, field_name)
+        if port_free(asked, kind):
+            continue
+        holder = port_holder(asked, kind)
+        if not move:
+            raise AsteriskFailed(f"{what} port 127.0.0.1:{asked} is held by {holder}; stop "
+                                 f"it, or give Asterisk another port (see `ivr config show`)")
+        now = free_port(kind)
+        setattr(ports, field_name, now)
+        moves.append(PortMove(what, asked, holder, now))
+    return moves
+
+
+def ami_login_error(host: str, port: int, username: str, secret: str,
+                    timeout: float = 3.0) -> str | None:
+    """Log in to AMI once; None when it accepted us, else what went wrong, in words."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(f"Action: Login\r\nUsername: {username}\r\nSecret: {secret}\r\n"
+                      "Events: off\r\n\r\n".encode())
+            seen = b""
+            while b"\r\n\r\n" not in seen.partition(b"\r\n")[2] and len(seen) < 8192:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                seen += chunk
+            if b"Response: Success" in seen:
+                s.sendall(b"Action: Logoff\r\n\r\n")
+                return None
+            banner, _, reply = seen.decode(errors="replace").partition("\r\n")
+            if not banner.startswith("Asterisk Call Manager"):
+                return f"{host}:{port} is not an Asterisk manager (it said {banner[:60]!r})"
+            return f"AMI refused the login of {username!r}: {reply.strip()[:120]!r}"
+    except OSError as exc:
+        return f"AMI {host}:{port} did not answer: {exc}"
+
+
 class LocalAsterisk:
     """One private Asterisk instance.
 
@@ -106,6 +227,14 @@ class LocalAsterisk:
         self.ports = ports or (Ports(**state["ports"]) if state else
                                Ports(ami=free_port(), agi=free_port(),
                                      sip=free_port(socket.SOCK_DGRAM)))
+        # The ports we were asked for, before any move away from a taken one: a config that
+        # still names the asked port follows the move (apply_local_instance).
+        self.asked_ports = dataclasses.replace(self.ports)
+        if state and state.get("asked"):
+            for name in ASTERISK_PORTS:
+                if state["ports"].get(name) == getattr(self.ports, name):
+                    setattr(self.asked_ports, name, state["asked"].get(name))
+        self.port_moves: list[PortMove] = []
         self.ami_host = "127.0.0.1"
         self.ami_username = "starpay"
         self.qa_username = "starpay-qa"
@@ -165,7 +294,8 @@ class LocalAsterisk:
         self._link_data()
         self._install_prompts()
         self.state_file.write_text(json.dumps({
-            "ports": vars(self.ports), "root": str(self.root) if self.root else None,
+            "ports": vars(self.ports), "asked": vars(self.asked_ports),
+            "root": str(self.root) if self.root else None,
             "secrets": {"ami": self.ami_secret, "qa": self.qa_secret,
                         "sip": self.sip_secret},
         }))
@@ -331,10 +461,16 @@ class LocalAsterisk:
         except (OSError, ValueError):
             return None
 
-    def start(self, timeout: float = 60.0, *, detach: bool = False) -> None:
-        """Start the instance and wait until it is fully booted."""
+    def start(self, timeout: float = 60.0, *, detach: bool = False,
+              move_taken_ports: bool = True) -> None:
+        """Start the instance and wait until it is fully booted and holds its AMI and SIP
+        ports. A port another process holds is first replaced by a free one (see
+        ``port_moves``), or refused when ``move_taken_ports`` is off."""
         if self.running():
             return
+        self.port_moves = claim_ports(self.ports, move=move_taken_ports)
+        for move in self.port_moves:
+            log.warning("%s", move)
         self.prepare()
         console = open(self.host_dir / "log" / "console.log", "ab")  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -354,11 +490,42 @@ class LocalAsterisk:
                 except subprocess.TimeoutExpired:
                     break
                 if "fully booted" in out.stdout:
+                    self._check_bound()
                     return
             time.sleep(0.1)
         self.stop()
         raise AsteriskFailed(f"Asterisk did not boot within {timeout:.0f} s; see "
                              f"{self.host_dir / 'log'}")
+
+    def listening(self) -> dict[str, bool]:
+        """Which of its own ports ("ami", "sip") the running Asterisk really holds."""
+        pid = self._proc.pid if self._proc else self.pid()
+        return {name: pid is not None and bound_by(pid, getattr(self.ports, name), kind)
+                for name, (_, kind) in ASTERISK_PORTS.items()}
+
+    def _check_bound(self, wait: float = 3.0) -> None:
+        """Asterisk boots even when it could not bind AMI or SIP (it only logs it): check
+        that it holds both and takes our AMI login, or stop it and say which port failed."""
+        deadline = time.monotonic() + wait
+        while True:
+            missing = [name for name, held in self.listening().items() if not held]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        problems = []
+        for name in missing:
+            what, kind = ASTERISK_PORTS[name]
+            port = getattr(self.ports, name)
+            problems.append(f"Asterisk did not bind {what} 127.0.0.1:{port} "
+                            f"(held by {port_holder(port, kind)})")
+        if not missing:
+            error = ami_login_error(self.ami_host, self.ports.ami, self.ami_username,
+                                    self.ami_secret)
+            if error:
+                problems.append(error)
+        if problems:
+            self.stop()
+            raise AsteriskFailed("; ".join(problems) + f"; see {self.log_path}")
 
     def stop(self, timeout: float = 15.0) -> None:
         pid = self._proc.pid if self._proc else self.pid()
@@ -407,20 +574,37 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
     return True
 
 
-def apply_local_ami_secret(cfg: Config) -> None:
-    """The embedded default: an empty ami.secret for an AMI on loopback means the secret
-    generated for the local Asterisk instance (`ivr asterisk start`). Never a default."""
-    if cfg.ami.secret or cfg.ami.host not in ("127.0.0.1", "localhost", "::1"):
+def apply_local_instance(cfg: Config) -> None:
+    """The embedded default, for an AMI on loopback: an empty ami.secret means the secret
+    generated for the local Asterisk instance (`ivr asterisk start`), never a default; and
+    an AMI or SIP port the instance had to move away from (another process held it) means
+    the port it moved to, so `ivr serve` and `ivr qa call` follow it."""
+    if cfg.ami.host not in ("127.0.0.1", "localhost", "::1"):
         return
-    cfg.ami.secret = instance_secret(cfg.asterisk.instance, cfg.asterisk.root) or ""
+    state = instance_state(cfg.asterisk.instance, cfg.asterisk.root)
+    if not cfg.ami.secret:
+        cfg.ami.secret = (state.get("secrets") or {}).get("ami") or ""
+    asked, ports = state.get("asked") or {}, state.get("ports") or {}
+    if asked.get("ami") == cfg.ami.port and ports.get("ami"):
+        cfg.ami.port = int(ports["ami"])
+    if asked.get("sip") == cfg.asterisk.sip_port and ports.get("sip"):
+        cfg.asterisk.sip_port = int(ports["sip"])
+
+
+# The name the composition root calls it by.
+apply_local_ami_secret = apply_local_instance
+
+
+def instance_state(name: str, root: str | os.PathLike[str] | None = None) -> dict:
+    """What `prepare` saved for a local instance (ports, secrets); {} when there is none."""
+    try:
+        a = LocalAsterisk(name, root=root or None)
+    except AsteriskNotFound:
+        return {}
+    return a._load_state() or {}
 
 
 def instance_secret(name: str, root: str | os.PathLike[str] | None = None,
                     user: str = "ami") -> str | None:
     """The AMI secret generated for a local instance, or None when there is no instance."""
-    try:
-        a = LocalAsterisk(name, root=root or None)
-    except AsteriskNotFound:
-        return None
-    state = a._load_state() or {}
-    return (state.get("secrets") or {}).get(user)
+    return (instance_state(name, root).get("secrets") or {}).get(user)

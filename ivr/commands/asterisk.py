@@ -14,9 +14,13 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("asterisk", help="run the local Asterisk instance")
     asub = p.add_subparsers(dest="action", required=True)
-    asub.add_parser("start", help="start it in the background (idempotent)"
-                    ).set_defaults(func=start)
-    asub.add_parser("stop", help="stop it").set_defaults(func=stop)
+    st = asub.add_parser("start", help="start it in the background (idempotent); an AMI or "
+                         "SIP port another process holds is replaced by a free one")
+    st.add_argument("--keep-ports", action="store_true",
+                    help="fail, naming the port and what holds it, instead of moving")
+    st.set_defaults(func=start)
+    asub.add_parser("stop", help="stop it (exit 0; says so when it was not running)"
+                    ).set_defaults(func=stop)
     asub.add_parser("restart", help="stop then start it").set_defaults(func=restart)
     asub.add_parser("status", help="is it running, on which ports").set_defaults(func=status)
     c = asub.add_parser("cli", help="run an Asterisk CLI command, e.g. ivr asterisk cli "
@@ -53,7 +57,10 @@ def _guard(fn):
 @_guard
 def start(a: LocalAsterisk, args: argparse.Namespace) -> int:
     already = a.running()
-    a.start(detach=True)
+    a.start(detach=True, move_taken_ports=not getattr(args, "keep_ports", False))
+    for move in a.port_moves:
+        print(f"note: {move} (the other process is left alone; ivr commands follow the "
+              "new port)")
     print(f"asterisk {'already running' if already else 'started'}: instance {a.name}, "
           f"AMI 127.0.0.1:{a.ami_port}, dialplan AGI -> 127.0.0.1:{a.agi_port}, "
           f"SIP 127.0.0.1:{a.ports.sip}")
@@ -62,8 +69,12 @@ def start(a: LocalAsterisk, args: argparse.Namespace) -> int:
 
 @_guard
 def stop(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    # Stopping what is not running is not a failure (stop is idempotent, like start), but
+    # it is said: exit 0 either way.
+    was_running = a.running()
     a.stop()
-    print("asterisk stopped")
+    print("asterisk stopped" if was_running else
+          f"asterisk was not running (instance {a.name}): nothing to stop")
     return 0
 
 
@@ -71,23 +82,36 @@ def stop(a: LocalAsterisk, args: argparse.Namespace) -> int:
 def restart(a: LocalAsterisk, args: argparse.Namespace) -> int:
     a.stop()
     a.start(detach=True)
+    for move in a.port_moves:
+        print(f"note: {move}")
     print("asterisk restarted")
     return 0
 
 
 @_guard
 def status(a: LocalAsterisk, args: argparse.Namespace) -> int:
+    from ivr.asterisk.local import ASTERISK_PORTS, port_free, port_holder
+
     if not a.running():
         print(f"asterisk is not running (instance {a.name}); start it with "
               "`ivr asterisk start`")
         return 3
     print(a.cli("core show uptime").strip())
-    print(f"AMI 127.0.0.1:{a.ami_port}  AGI target 127.0.0.1:{a.agi_port}  "
-          f"log {a.log_path}")
-    return 0
+    held = a.listening()
+    for name, (what, kind) in ASTERISK_PORTS.items():
+        port = getattr(a.ports, name)
+        print(f"{what} 127.0.0.1:{port}: " + ("listening" if held[name] else
+              f"NOT held by this Asterisk (held by {port_holder(port, kind)})"))
+    agi = "nothing listens: start `ivr serve`" if port_free(a.agi_port) else \
+        f"{port_holder(a.agi_port)} listens"
+    print(f"AGI target 127.0.0.1:{a.agi_port}: {agi}")
+    print(f"log {a.log_path}")
+    return 0 if all(held.values()) else 1
 
 
 @_guard
 def cli(a: LocalAsterisk, args: argparse.Namespace) -> int:
-    print(a.cli(" ".join(args.words)), end="")
-    return 0
+    out = a.cli(" ".join(args.words))
+    print(out, end="")
+    # `asterisk -rx` exits 0 even for a command it does not know.
+    return 1 if out.lstrip().startswith("No such command") else 0
