@@ -1,7 +1,7 @@
 """`ivr qa run` (call scenarios) and `ivr qa call` (a phone in the terminal).
 
     ivr qa run tests/scenarios [--target emulator|asterisk] [--junit FILE] [--jobs N]
-    ivr qa call --from +15551234567 [--attest A] [--exten *PAY]
+    ivr qa call --from +15551234567 [--attest A] [--exten *PAY|3366] [--timeout S] [< keys]
 
 `qa run` exits 1 when any scenario fails; a file that is not valid YAML or not a valid
 scenario is reported as a failed scenario and the other files still run (2 when no path
@@ -113,8 +113,23 @@ def call(args: argparse.Namespace, cfg: Config) -> int:
     import asyncio
 
     from ivr.commands.asterisk import instance
-    from ivr.qa.phone import TerminalPhone
+    from ivr.phone import to_e164
+    from ivr.qa.phone import EXTENSIONS, TerminalPhone, describe_extensions
 
+    withheld = args.caller.lower() in ("withheld", "anonymous")
+    caller = "anonymous" if withheld else to_e164(args.caller, cfg.call.default_region)
+    if caller is None:
+        print(f"ivr qa call: --from {args.caller!r} is not a phone number; give one in E.164 "
+              f"(+15551234567) or national form ({cfg.call.default_region}: 555 123 4567), "
+              "or 'withheld'", file=sys.stderr)
+        return 2
+    if args.exten.upper() not in EXTENSIONS:
+        print(f"ivr qa call: --exten {args.exten!r} is no extension of the [starpay] "
+              f"dialplan; there are {describe_extensions()}", file=sys.stderr)
+        return 2
+    if args.timeout <= 0:
+        print("ivr qa call: --timeout is a number of seconds above 0", file=sys.stderr)
+        return 2
     try:
         a = instance(cfg)
     except Exception as exc:
@@ -124,11 +139,15 @@ def call(args: argparse.Namespace, cfg: Config) -> int:
         print(f"ivr qa call: the local Asterisk (instance {a.name}) is not running; start it "
               "with `make run` or `ivr asterisk start`, and `ivr serve`", file=sys.stderr)
         return 2
-    caller = "anonymous" if args.caller.lower() in ("withheld", "anonymous") else args.caller
     phone = TerminalPhone(a.ami_host, a.ami_port, a.qa_username, a.qa_secret,
-                          caller=caller, attest=args.attest, exten=args.exten)
+                          caller=caller, attest=args.attest, exten=args.exten.upper())
     try:
         return asyncio.run(phone.run(timeout=args.timeout))
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as exc:  # the call could not be placed: the message says why
+        print(f"ivr qa call: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         print(f"ivr qa call: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
