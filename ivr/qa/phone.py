@@ -30,7 +30,7 @@ from ivr.agi.protocol import split_command
 from ivr.ami.client import AMIClient
 from ivr.prompts.catalog import Catalog
 from ivr.qa.asterisk_call import QA_EVENTS, AsteriskCall
-from ivr.qa.scenario import KEYS, sound_prompt
+from ivr.qa.scenario import KEYS, prompts_of
 
 # Pieces spoken inside a sentence (numbers, dates): printed on the line of the prompt
 # before them rather than each on a line of its own.
@@ -92,9 +92,10 @@ class TerminalPhone:
             elif words[2] == "STARPAY_NEXT" and words[3]:
                 self.note(f"[the call goes to: {words[3]}]")
             return
-        pid = sound_prompt(command)
-        if pid is not None and pid in self.catalog:
-            self.say(self.catalog.text(pid, self.lang), piece=is_piece(pid))
+        pids = [p for p in prompts_of([command]) if p in self.catalog]  # a Read: its list
+        if pids:
+            for pid in pids:
+                self.say(self.catalog.text(pid, self.lang), piece=is_piece(pid))
         elif upper[:1] == ["HANGUP"]:
             self.note("[the service hung up]")
         elif upper[:2] in (["STREAM", "FILE"], ["GET", "DATA"]) and len(words) > 2:
