@@ -104,6 +104,13 @@ class Gateway(Protocol):
 
     async def refund(self, reference: str, amount_minor: int,
                      idempotency_key: str) -> RefundResult:
+        """Refund part or all of the charge ``reference`` once per idempotency key; a repeat
+        returns the first refund. Raises OutcomeUnknown / ChargeFailed as charge does."""
+        ...
+
+    async def lookup_refund(self, reference: str,
+                            idempotency_key: str) -> RefundResult | None:
+        """The refund made on charge ``reference`` with this key; None if there is none."""
         ...
 
     async def close(self) -> None:

@@ -18,8 +18,9 @@ Test tokens (any other token is approved):
 ``tok_sandbox_timeout_before_charge`` :class:`OutcomeUnknown`, nothing recorded
 ==================================== ====================================================
 
-``timeout_rate`` injects the two timeout kinds at random (half each) for any token, for the
-benchmark.
+``refund_fault`` makes the next refund time out before or after it is made (for tests of
+the refund reconciler). ``timeout_rate`` injects the two timeout kinds at random (half
+each) for any token, for the benchmark.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import secrets
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Literal
 
 from ivr.gateways.base import (
     ChargeFailed,
@@ -79,6 +81,8 @@ class SandboxGateway:
         self.timeout_rate = timeout_rate
         self.latency = latency
         self._rng = random.Random(seed)
+        # The next refund times out "before" it reaches the ledger or "after" it is made.
+        self.refund_fault: Literal["before", "after"] | None = None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -171,31 +175,61 @@ class SandboxGateway:
 
     async def refund(self, reference: str, amount_minor: int,
                      idempotency_key: str) -> RefundResult:
-        def _refund() -> RefundResult:
+        fault, self.refund_fault = self.refund_fault, None
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault == "before":
+            raise OutcomeUnknown("sandbox: timed out before the refund reached the processor")
+        result = await self._thread.submit(self._refund_sync, reference, amount_minor,
+                                           idempotency_key)
+        if fault == "after":
+            raise OutcomeUnknown("sandbox: timed out after the refund was made",
+                                 reference=result.reference)
+        return result
+
+    def _refund_sync(self, reference: str, amount_minor: int, key: str) -> RefundResult:
+        with self._lock:
+            old = self._db.execute("SELECT reference, amount_minor, charge_reference FROM "
+                                   "refunds WHERE idempotency_key = ?", (key,)).fetchone()
+            if old:
+                if (old[2], old[1]) != (reference, amount_minor):
+                    raise ChargeFailed("idempotency key reused with different parameters",
+                                       code="idempotency_error")
+                return RefundResult(old[0], old[1], "succeeded")
+            row = self._db.execute(
+                "SELECT amount_minor - refunded_minor, status FROM charges "
+                "WHERE reference = ?", (reference,)).fetchone()
+            if row is None or row[1] != "approved":
+                raise ChargeFailed(f"no approved charge {reference}", code="no_charge")
+            if amount_minor <= 0 or amount_minor > row[0]:
+                raise ChargeFailed("refund is more than what is left of the charge",
+                                   code="amount_too_large")
+            ref = "sbr_" + secrets.token_hex(8)
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE charges SET refunded_minor = refunded_minor + ? "
+                             "WHERE reference = ?", (amount_minor, reference))
+            self._db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?)",
+                             (key, reference, amount_minor, ref))
+            self._db.execute("COMMIT")
+            return RefundResult(ref, amount_minor, "succeeded")
+
+    async def lookup_refund(self, reference: str,
+                            idempotency_key: str) -> RefundResult | None:
+        def _get() -> RefundResult | None:
             with self._lock:
-                old = self._db.execute("SELECT reference, amount_minor FROM refunds WHERE "
-                                       "idempotency_key = ?", (idempotency_key,)).fetchone()
-                if old:
-                    return RefundResult(old[0], old[1], "succeeded")
                 row = self._db.execute(
-                    "SELECT amount_minor - refunded_minor, status FROM charges "
-                    "WHERE reference = ?", (reference,)).fetchone()
-                if row is None or row[1] != "approved":
-                    raise ChargeFailed(f"no approved charge {reference}", code="no_charge")
-                if amount_minor <= 0 or amount_minor > row[0]:
-                    raise ChargeFailed("refund is more than what is left of the charge",
-                                       code="amount_too_large")
-                ref = "sbr_" + secrets.token_hex(8)
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("UPDATE charges SET refunded_minor = refunded_minor + ? "
-                                 "WHERE reference = ?", (amount_minor, reference))
-                self._db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?)",
-                                 (idempotency_key, reference, amount_minor, ref))
-                self._db.execute("COMMIT")
-                return RefundResult(ref, amount_minor, "succeeded")
-        return await self._thread.submit(_refund)
+                    "SELECT reference, amount_minor FROM refunds WHERE idempotency_key = ? "
+                    "AND charge_reference = ?", (idempotency_key, reference)).fetchone()
+            return RefundResult(row[0], row[1], "succeeded") if row else None
+        return await self._thread.submit(_get)
 
     # -- for tests and the benchmark: what the "processor" actually did --
+
+    def refunded(self) -> dict[str, int]:
+        """idempotency key → amount of every refund made."""
+        with self._lock:
+            return dict(self._db.execute(
+                "SELECT idempotency_key, amount_minor FROM refunds").fetchall())
 
     def approved_charges(self) -> dict[str, int]:
         """idempotency key → amount of every approved charge."""

@@ -101,16 +101,43 @@ class StripeGateway:
         try:
             refund = await asyncio.to_thread(
                 self.client.v1.refunds.create,
-                {"payment_intent": reference, "amount": amount_minor},
+                {"payment_intent": reference, "amount": amount_minor,
+                 "metadata": {METADATA_KEY: idempotency_key}},
                 {"idempotency_key": idempotency_key})
         except (stripe.APIConnectionError, stripe.APIError) as exc:
             raise OutcomeUnknown(f"stripe refund: {exc}") from exc
         except stripe.StripeError as exc:
-            raise ChargeFailed(f"stripe refused the refund: {exc}") from exc
-        status: Literal["succeeded", "pending", "failed"] = (
-            "succeeded" if refund.status == "succeeded"
-            else "pending" if refund.status == "pending" else "failed")
-        return RefundResult(refund.id, refund.amount, status)
+            raise ChargeFailed(f"stripe refused the refund: {exc.user_message or exc}",
+                               code=getattr(exc, "code", None) or "refund_refused") from exc
+        return _refund_result(refund)
+
+    async def lookup_refund(self, reference: str,
+                            idempotency_key: str) -> RefundResult | None:
+        """The intent's refunds carry our key in metadata; listing them is not a search,
+        so a miss means Stripe has no such refund (Stripe forgets idempotency keys after a
+        day, this does not)."""
+        try:
+            page = await asyncio.to_thread(
+                self.client.v1.refunds.list, {"payment_intent": reference, "limit": 100})
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise ChargeFailed(f"stripe: {exc}") from exc
+        except (stripe.APIConnectionError, stripe.APIError) as exc:
+            raise OutcomeUnknown(f"stripe refund look-up failed: {exc}") from exc
+        for refund in page.auto_paging_iter():
+            if (_plain(refund).get("metadata") or {}).get(METADATA_KEY) == idempotency_key:
+                return _refund_result(refund)
+        return None
+
+
+def _refund_result(obj: Any) -> RefundResult:
+    refund = _plain(obj)
+    status: Literal["succeeded", "pending", "failed"] = (
+        "succeeded" if refund.get("status") == "succeeded"
+        else "pending" if refund.get("status") in ("pending", "requires_action")
+        else "failed")
+    return RefundResult(str(refund["id"]), int(refund["amount"]), status)
 
 
 def _plain(obj: Any) -> dict[str, Any]:

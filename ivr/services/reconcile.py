@@ -12,6 +12,8 @@ claimed before it is looked at, so one worker does the work and reports it: on P
 session advisory lock per payment (``pg_try_advisory_lock``; a worker that dies drops its
 connection and so its claims); on SQLite, one file on one machine, the state re-read after
 the claim is enough.
+
+Each pass also settles open refunds (:func:`ivr.services.refunds.reconcile_refunds`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
@@ -28,6 +30,7 @@ from ivr.gateways.base import Gateway, GatewayError, OutcomeUnknown
 from ivr.jobs.worker import JobContext
 from ivr.services.accounts import as_utc
 from ivr.services.payments import OPEN_STATES, apply_result, mark_failed
+from ivr.services.refunds import RefundReconcileReport, reconcile_refunds
 from ivr.storage.db import Database
 from ivr.storage.models import Payment
 
@@ -41,6 +44,7 @@ class ReconcileReport:
     declined: int = 0
     failed: int = 0
     still_open: int = 0
+    refunds: RefundReconcileReport = field(default_factory=RefundReconcileReport)
 
 
 def default_give_up_after(gateway: Gateway) -> timedelta:
@@ -70,6 +74,9 @@ async def reconcile_once(db: Database, gateway: Gateway, *,
             if not claimed:
                 continue  # another worker has it right now
             await _settle(db, gateway, report, pid, key, ref, age, give_up, actor)
+    # Open refunds too (ivr.services.refunds): the same pass, the same min_age.
+    report.refunds = await reconcile_refunds(db, gateway, min_age=min_age, now=now,
+                                             limit=limit, actor=actor)
     if report.checked:
         log.info("reconcile: %s", report)
     return report
