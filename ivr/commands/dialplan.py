@@ -108,8 +108,10 @@ def reload(args: argparse.Namespace, cfg: Config) -> int:
     import asyncio
 
     from ivr.ami.errors import AMIError  # late: ivr.ami loads the AMI client
+    from ivr.asterisk.local import local_admin_login
 
     modules = ["pbx_config"] + (["app_queue", "app_voicemail"] if args.all else [])
+    cfg = local_admin_login(cfg)  # Reload needs the system class the service's user lacks
     try:
         asyncio.run(_reload(cfg, modules))
     except (AMIError, OSError) as exc:

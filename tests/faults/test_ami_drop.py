@@ -89,8 +89,8 @@ async def test_agents_check_during_an_ami_drop_gives_the_no_agent_path(
         asterisk: Any, world: World) -> None:
     proxy = CutProxy(asterisk.ami_port)
     await proxy.start()
-    admin = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_username,
-                      asterisk.ami_secret)
+    admin = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.qa_username,
+                      asterisk.qa_secret)  # queue members are the admin's, not the service's
     await admin.connect()
     cfg = Config()
     cfg.ami.port, cfg.ami.secret, cfg.ami.reconnect_max_delay = (
