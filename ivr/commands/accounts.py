@@ -8,7 +8,6 @@ import ast
 import csv
 import importlib.util
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from ivr.config import Config
     from ivr.storage.db import Database
 
-PROGRESS_EVERY = 1000
 CSV_MODULE = "ivr.services.account_csv"
 
 
@@ -48,48 +46,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.set_defaults(func=export_cmd)
 
 
-def _progress(label: str) -> Callable[[int], None]:
-    def show(n: int) -> None:
-        if n % PROGRESS_EVERY == 0:
-            print(f"\r{label}: {n} rows", end="", file=sys.stderr, flush=True)
-    return show
-
-
 def import_cmd(args: argparse.Namespace, cfg: Config) -> int:
+    from ivr.progress import Progress
     from ivr.services import account_csv
 
     path = Path(args.file)
+    checked = Progress("checked")
     try:
+        size = path.stat().st_size
         with path.open(newline="", encoding="utf-8-sig") as f:
-            report = account_csv.parse(f, cfg.call.default_region, _progress("checked"))
+            report = account_csv.check(
+                f, cfg.call.default_region, size_hint=size,
+                progress=lambda n, chars: checked.update(n, chars / size if size else None))
     except OSError as exc:
         print(f"ivr: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 1
     except UnicodeDecodeError:
         print(f"ivr: {path} is not UTF-8 text; save it as CSV UTF-8", file=sys.stderr)
         return 1
-    if len(report.records) + len(report.bad) >= PROGRESS_EVERY:
-        print(file=sys.stderr)
-    for bad in report.bad:
-        print(f"{path}:{bad.line}: {bad.reason}", file=sys.stderr)
-    if report.bad and not args.skip_bad:
-        print(f"{len(report.bad)} bad row(s); nothing imported. Fix them, or rerun with "
-              "--skip-bad to import the other rows.", file=sys.stderr)
-        return 1
-    if args.dry_run:
-        print(f"{len(report.records)} row(s) OK, {len(report.bad)} bad; nothing imported "
-              "(dry run)")
-        return 0 if not report.bad else 1
+    try:
+        checked.finish(report.good + len(report.bad))
+        for bad in report.bad:
+            print(f"{path}:{bad.line}: {bad.reason}", file=sys.stderr)
+        if report.bad and not args.skip_bad:
+            print(f"{len(report.bad)} bad row(s); nothing imported. Fix them, or rerun with "
+                  "--skip-bad to import the other rows.", file=sys.stderr)
+            return 1
+        if args.dry_run:
+            print(f"{report.good} row(s) OK, {len(report.bad)} bad; nothing imported "
+                  "(dry run)")
+            return 0 if not report.bad else 1
+        imported = Progress("imported")
+        total = report.good
 
-    async def body(db: Database) -> tuple[int, int]:
-        return await account_csv.import_records(db, report.records,
-                                                progress=_progress("imported"))
+        async def body(db: Database) -> tuple[int, int]:
+            return await account_csv.apply(
+                db, report, progress=lambda n: imported.update(n, n / total if total else None))
 
-    res = run_with_db(cfg, body)
-    if res is None:
-        return 1
-    if len(report.records) >= PROGRESS_EVERY:
-        print(file=sys.stderr)
+        res = run_with_db(cfg, body)
+        if res is None:
+            print("nothing lost: batches already written stay, and rerunning the same "
+                  "import finishes it", file=sys.stderr)
+            return 1
+        imported.finish(total)
+    finally:
+        report.close()
     created, updated = res
     skipped = f", {len(report.bad)} bad row(s) skipped" if report.bad else ""
     print(f"imported {created + updated} account(s): {created} new, {updated} updated"
@@ -100,20 +101,24 @@ def import_cmd(args: argparse.Namespace, cfg: Config) -> int:
 def export_cmd(args: argparse.Namespace, cfg: Config) -> int:
     from ivr.services import account_csv
 
-    rows = run_with_db(cfg, account_csv.export_rows)
-    if rows is None:
-        return 1
     out = open(args.file, "w", newline="", encoding="utf-8") if args.file else sys.stdout
-    try:
+
+    async def body(db: Database) -> int:
         writer = csv.DictWriter(out, fieldnames=account_csv.COLUMNS)
         writer.writeheader()
         n = 0
-        for row in rows:
+        async for row in account_csv.export_rows(db):
             writer.writerow(row)
             n += 1
+        return n
+
+    try:
+        n = run_with_db(cfg, body)
     finally:
         if args.file:
             out.close()
+    if n is None:
+        return 1
     if args.file:
         print(f"exported {n} account(s) to {args.file}", file=sys.stderr)
     return 0
