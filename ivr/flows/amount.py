@@ -26,35 +26,37 @@ MAX_KEYS = 12
 async def other_amount(call: Call, balance_minor: int) -> int:
     """The amount confirmed by the caller; GoBack/WantsAgent/TooManyTries from the menu."""
     misses = 0
+    sorry: list[str] = []  # said at the head of the next question, in the same command
     while misses < call.cfg.max_tries:
-        entry = await call.prompter.read([RULE_PROMPT], max_digits=MAX_KEYS,
+        entry = await call.prompter.read([*sorry, RULE_PROMPT], max_digits=MAX_KEYS,
                                          keys=DIGITS + "*", end="#")
+        sorry = []
         if not entry:
             misses += 1
-            await call.prompter.play([NO_INPUT_PROMPT])
+            sorry = [NO_INPUT_PROMPT]
             continue
         try:
             amount = parse_keypad(entry)
         except AmountTooLarge:
             misses += 1
             call.note("amount-too-large")
-            await call.prompter.play([TOO_LARGE_PROMPT])
+            sorry = [TOO_LARGE_PROMPT]
             continue
         except AmountError:
             misses += 1
             call.note("amount-invalid")
-            await call.prompter.play([KEYPAD_RULE_PROMPT])
+            sorry = [KEYPAD_RULE_PROMPT]
             continue
         if amount <= 0:
             misses += 1
             call.note("amount-zero")
-            await call.prompter.play([ZERO_PROMPT])
+            sorry = [ZERO_PROMPT]
             continue
         if not call.ctx.allow_overpay and amount > balance_minor:
             misses += 1
             call.note("amount-over-balance")
-            await call.prompter.play(["limit_over_balance", "limit_most_today",
-                                      *speech.money(balance_minor, call.lang)])
+            sorry = ["limit_over_balance", "limit_most_today",
+                     *speech.money(balance_minor, call.lang)]
             continue
         key = await call.prompter.choose(
             [READ_BACK_PROMPT, *speech.money(amount, call.lang), CONFIRM_PROMPT], "12",
@@ -63,4 +65,5 @@ async def other_amount(call: Call, balance_minor: int) -> int:
             call.note("amount-confirmed")
             return amount
         call.note("amount-reenter")
+    await call.prompter.play(sorry)
     raise TooManyTries()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivr.ami.client import AMIClient
 from ivr.ami.errors import AMIError
+from ivr.qa.scenario import sound_files
 
 if TYPE_CHECKING:
     from ivr.asterisk.local import LocalAsterisk
@@ -53,10 +54,15 @@ class HeardCommand:
 
     @property
     def sound(self) -> str | None:
-        """The sound file of a STREAM FILE / GET DATA / CONTROL STREAM FILE command."""
-        m = re.match(r'(?i)(?:STREAM FILE|GET DATA|CONTROL STREAM FILE|EXEC PLAYBACK)\s+"?'
-                     r'([^\s"]+)', self.command)
-        return m.group(1) if m else None
+        """The (first) sound file of a STREAM FILE / GET DATA / CONTROL STREAM FILE command
+        or of an EXEC Read list."""
+        files = self.sounds
+        return files[0] if files else None
+
+    @property
+    def sounds(self) -> list[str]:
+        """Every sound file the command plays, in order (a Read's whole list)."""
+        return sound_files(self.command)
 
 
 @dataclass
