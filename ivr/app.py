@@ -89,8 +89,9 @@ def callback_retry() -> RetryStrategy:
 
 
 class AmiLink:
-    """The service's one AMI session, logged in on first use (Asterisk may start after
-    us); a failure is that use's, and the next one tries again."""
+    """The service's one AMI session. `ivr serve` logs in at start (``start``) and says
+    plainly when it cannot; otherwise it is logged in on first use (Asterisk may start after
+    us), and a failure is that use's, and the next one tries again."""
 
     def __init__(self, cfg: Config) -> None:
         from ivr.ami.client import AMIClient
@@ -98,9 +99,46 @@ class AmiLink:
 
         apply_local_ami_secret(cfg)  # the CLI did it already; here for embedders and tests
         self.client: AMIClient = AMIClient.from_config(cfg.ami)
+        self._retry_max = max(1.0, cfg.ami.reconnect_max_delay)
         self._lock = asyncio.Lock()
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+        """Log in once, briefly; on failure log one line (what failed, what to check) and
+        keep retrying in the background. Never raises: calls go on without AMI meanwhile."""
+        from ivr.ami.errors import AMIError
+
+        try:
+            await self.connected(timeout)
+        except AMIError as exc:
+            log.error("AMI login at start failed: %s Retrying in the background; until then "
+                      "callers asking for an agent are offered a callback or voicemail", exc)
+            self._retrying = asyncio.get_running_loop().create_task(self._retry(str(exc)))
+
+    async def _retry(self, last: str) -> None:
+        from ivr.ami.errors import AMIError
+
+        delay, attempts = 1.0, 0
+        while True:
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await self.client.connect(timeout=5.0)
+            except AMIError as exc:
+                if str(exc) != last:  # a new reason is news; the same one again is not
+                    log.error("AMI login still failing: %s", exc)
+                    last = str(exc)
+                delay = min(delay * 2, self._retry_max)
+            else:
+                log.info("AMI login succeeded after %d retries", attempts)
+                return
 
     async def connected(self, timeout: float = 5.0) -> AMIClient:  # noqa: ASYNC109
+        from ivr.ami.errors import AMIConnectionError
+
+        if self._retrying is not None and not self._retrying.done():
+            # The background retry owns the login; a call does not wait on it.
+            raise AMIConnectionError(f"not logged in to AMI at {self.client.where} yet")
         async with self._lock:
             if not self.client.connected:
                 await self.client.connect(timeout=timeout)
@@ -124,6 +162,11 @@ class AmiLink:
         return bool(getattr(result, "success", False))
 
     async def close(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
+            self._retrying = None
         await self.client.close()
 
 
@@ -262,9 +305,16 @@ async def jobs_worker(app: App) -> AsyncIterator[None]:
             app.worker = None
 
 
+async def ami_login(app: App) -> AsyncIterator[None]:
+    """Log in to AMI at start, so a wrong secret or a stopped Asterisk shows in the first
+    lines of `ivr serve`, not with the first caller who asks for an agent."""
+    await app.ami.start()
+    yield
+
+
 def serve_app(cfg: Config) -> App:
-    """What `ivr serve` runs: the resources, the FastAGI server, then the worker (stopped
-    first, so a job never outlives the resources it uses)."""
+    """What `ivr serve` runs: the resources, the AMI login, the FastAGI server, then the
+    worker (stopped first, so a job never outlives the resources it uses)."""
     app = App(cfg)
-    app.cleanup_ctx += [agi_server, jobs_worker]
+    app.cleanup_ctx += [ami_login, agi_server, jobs_worker]
     return app
