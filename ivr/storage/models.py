@@ -113,6 +113,7 @@ class Statement(Base):
     __tablename__ = "statements"
     __table_args__ = (
         CheckConstraint(f"status IN {STATEMENT_STATES}", name="ck_statements_status"),
+        Index("uq_statements_statement_ref", "statement_ref", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -123,6 +124,8 @@ class Statement(Base):
     statement_date: Mapped[date] = mapped_column(Date)
     due_date: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(10), default="open")
+    # The billing system's statement id (the statements feed); None for other statements.
+    statement_ref: Mapped[str | None] = mapped_column(String(64))
 
     account: Mapped[Account] = relationship(back_populates="statements")
 
