@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     seed = dsub.add_parser("seed", help="load data (see `ivr db --help` for the demo table)")
     seed.add_argument("--demo", action="store_true", required=True,
                       help="the demo accounts listed in `ivr db --help`")
+    seed.add_argument("--reset", action="store_true",
+                      help="also put demo accounts already there back as seeded (balance, "
+                      "PIN, ZIP, lockout, card, open statement) so the walk-through can be "
+                      "done again; payments, calls and the audit log are kept, other "
+                      "accounts are not touched")
     seed.set_defaults(func=seed_cmd)
 
 
@@ -126,12 +131,20 @@ def current(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def seed_cmd(args: argparse.Namespace, cfg: Config) -> int:
-    from ivr.services.demo import seed_demo
+    from ivr.services.demo import reset_demo, seed_demo
 
+    if args.reset:
+        done = run_with_db(cfg, reset_demo)
+        if done is None:
+            return 1
+        reset, added = done
+        print(f"demo accounts: {reset} reset to their seeded state, {added} added; their "
+              "payments, calls and audit entries are kept, other accounts untouched")
+        return 0
     res = run_with_db(cfg, seed_demo)
     if res is None:
         return 1
     created, present = res
     print(f"demo accounts: {created} added, {present} already present "
-          "(see `ivr db --help` for the list)")
+          "(see `ivr db --help` for the list; --reset puts them back as seeded)")
     return 0

@@ -135,6 +135,16 @@ class CallbackStore:
                                     .order_by(Callback.due_at))).scalars().all()
             return [CallbackInfo.of(r) for r in rows]
 
+    async def list(self, *, status: str | None = None, limit: int = 50
+                   ) -> list[CallbackInfo]:
+        """Callbacks by due time, the soonest first (any status unless one is given)."""
+        q = select(Callback)
+        if status:
+            q = q.where(Callback.status == status)
+        q = q.order_by(Callback.due_at, Callback.id).limit(limit)
+        async with self.db.session() as s:
+            return [CallbackInfo.of(r) for r in (await s.execute(q)).scalars().all()]
+
     async def claim(self, callback_id: int) -> CallbackInfo | None:
         """Mark the callback as being placed (one more attempt); None when it is no longer
         waiting (placed, failed or cancelled meanwhile)."""

@@ -18,6 +18,12 @@ Phone          Account  Name                Lang  ZIP    PIN   Balance   Card / 
 
 Cards are sandbox tokens (see ivr.gateways.sandbox). Seeding only adds accounts that are not
 there yet, so running it twice changes nothing.
+
+:func:`reset_demo` (`ivr db seed --demo --reset`) puts the demo accounts back as seeded, so
+a walk-through can be done again: balance, name, language, time zone, ZIP, PIN, lockout,
+text opt-in, the card on file (made the default again) and one open statement (earlier open
+ones are closed). History stays: payments, refunds, call records, callbacks and the audit
+log are records of what happened and are never deleted. Other accounts are not touched.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.services.accounts import hash_pin
 from ivr.storage import audit
 from ivr.storage.db import Database
-from ivr.storage.models import Account, PaymentMethod, PhoneNumber, Statement
+from ivr.storage.models import Account, Payment, PaymentMethod, PhoneNumber, Statement
 
 _FUTURE = date.today().year + 3
 
@@ -106,3 +113,61 @@ async def seed_demo(db: Database, today: date | None = None) -> tuple[int, int]:
             audit.record(s, "cli", "account.seeded", f"account:{acct.id}")
             created += 1
     return created, present
+
+
+async def reset_demo(db: Database, today: date | None = None) -> tuple[int, int]:
+    """Put every demo account back as seeded (see the module docstring); missing ones are
+    added. Returns (reset, added)."""
+    today = today or date.today()
+    numbers = [d.account for d in DEMO]
+    async with db.session() as s:
+        existing = set((await s.execute(select(Account.account_number).where(
+            Account.account_number.in_(numbers)))).scalars())
+    added, _present = await seed_demo(db, today)
+    reset = 0
+    async with db.write_session() as s:
+        for d in DEMO:
+            if d.account not in existing:
+                continue  # just seeded
+            acct = (await s.execute(select(Account).where(
+                Account.account_number == d.account).with_for_update())).scalar_one()
+            acct.name, acct.language, acct.time_zone = d.name, d.language, d.time_zone
+            acct.zip_code, acct.pin_hash = d.zip_code, hash_pin(d.pin)
+            acct.balance_minor, acct.currency, acct.sms_opt_in = d.balance_minor, "USD", True
+            acct.failed_attempts, acct.locked_until = 0, None
+            await _reset_cards(s, acct.id, d)
+            await s.execute(update(Statement).where(
+                Statement.account_id == acct.id, Statement.status == "open"
+            ).values(status="closed"))
+            if d.due_in_days is not None:
+                due = today + timedelta(days=d.due_in_days)
+                s.add(Statement(account_id=acct.id, amount_due_minor=d.balance_minor,
+                                currency="USD", statement_date=due - timedelta(days=21),
+                                due_date=due, status="open"))
+            audit.record(s, "cli", "account.demo_reset", f"account:{acct.id}")
+            reset += 1
+    return reset, added
+
+
+async def _reset_cards(s: AsyncSession, account_id: int, d: Demo) -> None:
+    """The demo card becomes the default again. Other cards are deleted, except those
+    payments refer to (kept, no longer the default)."""
+    cards = (await s.execute(select(PaymentMethod).where(
+        PaymentMethod.account_id == account_id).order_by(PaymentMethod.id))).scalars().all()
+    used = set((await s.execute(select(Payment.payment_method_id).where(
+        Payment.account_id == account_id))).scalars())
+    keep = next((c for c in cards if d.card is not None and (
+        c.token, c.brand, c.last4, c.exp_month, c.exp_year) == d.card), None)
+    for card in cards:
+        if card is keep:
+            continue
+        card.is_default = False
+        if card.id not in used:
+            await s.delete(card)
+    if d.card is not None and keep is None:
+        token, brand, last4, month, year = d.card
+        keep = PaymentMethod(account_id=account_id, token=token, brand=brand, last4=last4,
+                             exp_month=month, exp_year=year)
+        s.add(keep)
+    if keep is not None:
+        keep.is_default = True
