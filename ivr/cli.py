@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.config_errors, cfg = exc.errors, exc.config
     log.setup("DEBUG" if args.verbose else cfg.log.level)
+    if args.command != "serve" and not args.verbose:
+        # A one-shot command's output is its answer, not panoramisk's AMI link narration.
+        import logging
+
+        logging.getLogger("panoramisk").setLevel(logging.WARNING)
     from ivr.asterisk.local import apply_local_instance
 
     apply_local_instance(cfg)

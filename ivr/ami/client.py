@@ -67,11 +67,17 @@ def _is_sensitive(name: str, event: Mapping[str, Any]) -> bool:
     return low.startswith(_SENSITIVE_PREFIXES) or any(k.lower() == "digit" for k in event)
 
 
+# What panoramisk says about the link itself (Asterisk's AMI version): no caller's input.
+_UNMASKED_FORMATS = frozenset({"protocol version: '%s'"})
+
+
 class _MaskedLog(logging.LoggerAdapter[logging.Logger]):
     """panoramisk logs every parsed message at DEBUG, DTMF digits included: mask them."""
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if self.isEnabledFor(level):
+        if msg in _UNMASKED_FORMATS:
+            self.logger.log(level, msg, *args, **kwargs)
+        elif self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
             self.logger.log(level, "%s", mask_digits(text), **kwargs)
 

@@ -187,7 +187,7 @@ def test_hours_command(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert "opens at Mon 2026-11-30 08:00 EST (America/New_York)" in out
     assert main(["hours", "--at", "2026-11-30T13:30Z"]) == 0
     assert "open at Mon 2026-11-30 08:30" in capsys.readouterr().out
-    assert main(["hours", "--at", "yesterday"]) == 1
+    assert main(["hours", "--at", "someday"]) == 2  # a usage error, named as such
 
 
 # --- properties ---------------------------------------------------------------------------
