@@ -59,6 +59,7 @@ bench: venv asterisk
 	@$(BIN)/python benchmarks/payments.py
 	@$(BIN)/python benchmarks/call_storage.py
 	@$(BIN)/python benchmarks/jobs.py
+	@$(BIN)/python benchmarks/bulk.py
 
 clean:
 	rm -rf $(VENV) var prompts/build

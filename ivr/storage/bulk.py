@@ -54,6 +54,9 @@ class Batch:
         # The driver connection is the session's: COPY runs inside its open transaction.
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             table, records=records, columns=[n for n, _ in columns])
+        # A temp table has no statistics: without them the planner scans it once per row
+        # of the correlated statements that follow.
+        await self.conn.exec_driver_sql(f"ANALYZE {table}")
 
     async def execute(self, sql: str) -> int:
         """One set-based statement (no parameters: literals come from the methods below);
