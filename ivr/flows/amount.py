@@ -16,6 +16,7 @@ from ivr.prompts import speech
 
 RULE_PROMPT = "amount_rule"
 ZERO_PROMPT = "limit_zero"
+OVER_BALANCE_PROMPTS = ["limit_over_balance", "limit_most_today"]  # then the balance
 KEYPAD_RULE_PROMPT = "amount_keypad_rule"  # "Use one star ... at most two digits after it."
 TOO_LARGE_PROMPT = "amount_too_large"
 READ_BACK_PROMPT = "you_entered"
@@ -55,8 +56,7 @@ async def other_amount(call: Call, balance_minor: int) -> int:
         if not call.ctx.allow_overpay and amount > balance_minor:
             misses += 1
             call.note("amount-over-balance")
-            sorry = ["limit_over_balance", "limit_most_today",
-                     *speech.money(balance_minor, call.lang)]
+            sorry = [*OVER_BALANCE_PROMPTS, *speech.money(balance_minor, call.lang)]
             continue
         key = await call.prompter.choose(
             [READ_BACK_PROMPT, *speech.money(amount, call.lang), CONFIRM_PROMPT], "12",
