@@ -16,7 +16,8 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _RELATIVE = re.compile(r"([+-])?\s*(\d+)\s*([mhdw])(?:\s+(ago))?")
 _DAY_TIME = re.compile(r"(yesterday|today|tomorrow)(?:\s+(\d{1,2}):(\d{2}))?")
 
-WORDS = "ISO (2026-12-24T18:30), now, today, tomorrow, yesterday, 'tomorrow 09:00', +2h, -30m"
+WORDS = ("ISO (2026-12-24T18:30), now, today, tomorrow, yesterday, 'tomorrow 09:00', +2h, "
+         "'3d ago'")
 
 
 class MomentError(ValueError):

@@ -38,12 +38,14 @@ def call_dict(c: CallView) -> dict[str, Any]:
     from ivr.commands.payments import CONFIRMED_STATES
     from ivr.services.confirmation import confirmation_number
 
-    confirmed = c.payment_id is not None and c.payment_state in CONFIRMED_STATES
+    confirmation = None
+    if c.payment_id is not None and c.payment_state in CONFIRMED_STATES:
+        confirmation = confirmation_number(c.payment_id)
     return {"id": c.id, "uniqueid": c.uniqueid, "ani": c.ani, "attestation": c.attestation,
             "language": c.language, "verified_how": c.verified_how,
             "account": c.account_number, "path": c.path, "outcome": c.outcome,
             "payment_id": c.payment_id, "payment_state": c.payment_state,
-            "confirmation": confirmation_number(c.payment_id) if confirmed else None,
+            "confirmation": confirmation,
             "details": c.details, "started_at": c.started_at.isoformat(),
             "ended_at": c.ended_at.isoformat() if c.ended_at else None,
             "duration_s": c.duration_s}
