@@ -35,9 +35,13 @@ if TYPE_CHECKING:
     from ivr.gateways.base import Gateway
     from ivr.jobs.retry import RetryStrategy
     from ivr.jobs.worker import JobKind, Periodic, Worker
+    from ivr.messaging.inbox import Inbox
+    from ivr.messaging.outbox import Outbox
+    from ivr.messaging.transports.base import Transport
     from ivr.services.callbacks import CallbackInfo
     from ivr.services.hours import BusinessHours
     from ivr.storage.db import Database
+    from ivr.texts.context import TextContext
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +63,22 @@ def utcnow() -> datetime:
 def flow_context(cfg: Config, *, db: Database, gateway: Gateway,
                  agents_available: Callable[[], Awaitable[bool]], hours: Hours | None = None,
                  clock: Clock = utcnow, first_key_ms: int = 5000,
-                 next_key_ms: int = 3000) -> FlowContext:
+                 next_key_ms: int = 3000, outbox: Outbox | None = None) -> FlowContext:
     """The pay flow's dependencies, from the config and the resources given.
 
     The one place a FlowContext is made: ``ivr serve`` (through :class:`App`), the QA
-    worlds and the tests all call it, so every payment rule of the config applies to all."""
+    worlds and the tests all call it, so every payment rule of the config applies to all.
+    Receipts are queued through ``outbox`` (one on ``db`` when not given)."""
     from ivr.flows.context import FlowContext
+    from ivr.messaging.outbox import Outbox
     from ivr.services.accounts import AccountService
     from ivr.services.callbacks import CallbackStore
     from ivr.services.calls import CallLog
     from ivr.services.payments import PaymentService
+    from ivr.texts.receipts import receipt_sender
 
+    if outbox is None:
+        outbox = Outbox(db, sender=cfg.sms.sender, clock=clock)
     payments = PaymentService(db, gateway, allow_overpay=cfg.payments.allow_overpay,
                               daily_limit_minor=cfg.payments.daily_limit_minor)
     return FlowContext(accounts=AccountService(db), payments=payments,
@@ -77,6 +86,7 @@ def flow_context(cfg: Config, *, db: Database, gateway: Gateway,
                        callbacks=CallbackStore(db, clock=clock, retry=callback_retry()),
                        hours=hours if hours is not None else business_hours(cfg.hours),
                        agents_available=agents_available, config=cfg.call, clock=clock,
+                       send_receipt=receipt_sender(outbox, cfg.sms.brand),
                        allow_overpay=cfg.payments.allow_overpay,
                        first_key_ms=first_key_ms, next_key_ms=next_key_ms)
 
@@ -183,6 +193,8 @@ class App:
         self._ami: AmiLink | None = None
         self._hours: BusinessHours | None = None
         self._flow_context: FlowContext | None = None
+        self._transport: Transport | None = None
+        self._outbox: Outbox | None = None
         self.worker: Worker | None = None
         self.agi_server: AGIServer | None = None
 
@@ -242,8 +254,48 @@ class App:
             self._flow_context = flow_context(
                 self.cfg, db=self.database(), gateway=self.gateway,
                 agents_available=self.ami.agents_available, hours=self.hours,
-                clock=self.clock)
+                clock=self.clock, outbox=self.outbox)
         return self._flow_context
+
+    @property
+    def transport(self) -> Transport:
+        """The SMS transport of ``[sms] transport``: where transports plug in."""
+        if self._transport is None:
+            kind = self.cfg.sms.transport
+            if kind == "outbox":
+                from ivr.messaging.transports.outbox import OutboxTransport
+
+                self._transport = OutboxTransport()
+            else:  # http (ivr/messaging/transports/http.py), asterisk: not built yet
+                raise RuntimeError(f"sms.transport = {kind} is not available in this "
+                                   "version; use outbox")
+            self._stack.push_async_callback(self._transport.close)
+        return self._transport
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            from ivr.messaging.outbox import Outbox
+
+            self._outbox = Outbox(self.database(), sender=self.cfg.sms.sender,
+                                  clock=self.clock)
+        return self._outbox
+
+    @property
+    def inbox(self) -> Inbox:
+        from ivr.messaging.inbox import Inbox
+
+        return Inbox(self.database(), clock=self.clock)
+
+    def text_context(self) -> TextContext:
+        """What the text replies (ivr/texts/) get: the SMS twin of flow_context()."""
+        from ivr.messaging.optouts import OptOuts
+        from ivr.texts.context import TextContext
+
+        s = self.cfg.sms
+        return TextContext(outbox=self.outbox, optouts=OptOuts(self.database()),
+                           brand=s.brand, help_contact=s.help_contact, confirm=s.confirm,
+                           notice_window_days=s.notice_window_days, clock=self.clock)
 
     # ---- background work -------------------------------------------------------------------
 
@@ -251,6 +303,8 @@ class App:
         """Every job kind this product runs, by name."""
         from ivr.jobs.retry import RetryStrategy
         from ivr.jobs.worker import JobKind
+        from ivr.messaging import sending
+        from ivr.messaging.outbox import SEND_JOB
         from ivr.services import callbacks, reconcile
 
         store = self.flow_context().callbacks
@@ -264,6 +318,10 @@ class App:
                 callbacks.place_callback_job(store, self.ami.originate_callback,
                                              hours=self.hours),
                 retry=store.retry, timeout=CALLBACK_RING_MS / 1000 + 30),
+            SEND_JOB: JobKind(
+                sending.send_job(self.outbox, self.transport,
+                                 sending.SenderPacer(self.cfg.sms.rate_per_second)),
+                retry=sending.SEND_RETRY, timeout=sending.SEND_TIMEOUT),
         }
 
     def periodic(self) -> list[Periodic]:
@@ -299,9 +357,11 @@ async def jobs_worker(app: App) -> AsyncIterator[None]:
     worker = Worker(app.database(), app.job_kinds(), periodic=app.periodic())
     async with worker:
         app.worker = worker
+        app.outbox.on_queued = worker.wake  # a text queued here goes out now, not next poll
         try:
             yield
         finally:
+            app.outbox.on_queued = None
             app.worker = None
 
 

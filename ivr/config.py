@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -134,6 +135,21 @@ class HoursConfig:
 
 
 @dataclass
+class SmsConfig:
+    """Texts: receipts, bill notices, PAY/STOP/HELP replies (ivr/messaging/, ivr/texts/)."""
+
+    transport: str = "outbox"  # outbox (nothing leaves the box) | http | asterisk
+    sender: str = "+15555550100"  # the From number (E.164) or short code
+    rate_per_second: float = 1.0  # segments per second per sender; a long code ~1
+    brand: str = "StarPay"  # first word of every text, and the HELP reply's program name
+    help_contact: str = "1-555-555-0100"  # what HELP tells people to call or write
+    confirm: bool = False  # true: a PAY reply asks YES before any charge
+    notice_window_days: int = 14  # PAY answers a notice sent within this many days
+    quiet_start: str = "21:00"  # no notices from this time...
+    quiet_end: str = "08:00"  # ...until this one, in the recipient's time zone
+
+
+@dataclass
 class LogConfig:
     level: str = "INFO"
 
@@ -148,6 +164,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     call: CallConfig = field(default_factory=CallConfig)
     hours: HoursConfig = field(default_factory=HoursConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
 
@@ -193,12 +210,33 @@ class Config:
         if self.call.default_language not in self.call.languages:
             out.append(f"call.default_language {self.call.default_language!r} is not in "
                        f"call.languages {self.call.languages}")
+        out += _sms_problems(self.sms)
         # The [hours] rules are checked by the business that reads them: see
         # ivr.app_hours.config_problems, which whole-config checks call instead.
         return out
 
     def errors(self) -> list[str]:
         return [p for p in self.problems() if not p.startswith("note:")]
+
+
+def _sms_problems(sms: SmsConfig) -> list[str]:
+    out = []
+    if sms.transport not in ("outbox", "http", "asterisk"):
+        out.append(f"sms.transport is {sms.transport!r}; use outbox, http or asterisk")
+    if not re.fullmatch(r"\+[1-9]\d{6,14}|\d{5,6}", sms.sender):
+        out.append(f"sms.sender is {sms.sender!r}; use an E.164 number (+15551234567) or "
+                   "a 5-6 digit short code")
+    if sms.rate_per_second <= 0:
+        out.append("sms.rate_per_second must be positive (segments per second per sender)")
+    if not sms.brand.strip():
+        out.append("sms.brand is empty; texts start with it")
+    if sms.notice_window_days < 1:
+        out.append("sms.notice_window_days must be at least 1")
+    for name in ("quiet_start", "quiet_end"):
+        value = getattr(sms, name)
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            out.append(f"sms.{name} is {value!r}; use HH:MM (24-hour)")
+    return out
 
 
 def _is_loopback(host: str) -> bool:

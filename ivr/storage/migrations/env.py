@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 import ivr.storage.calls  # noqa: F401  (registers the calls/callbacks tables)
 import ivr.storage.jobs  # noqa: F401  (registers the jobs table)
+import ivr.storage.messages  # noqa: F401  (registers the messages and opt-out tables)
 import ivr.storage.refunds  # noqa: F401  (registers the refunds table)
 from ivr.storage.db import make_engine
 from ivr.storage.models import Base
