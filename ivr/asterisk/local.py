@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = PROJECT_DIR / "asterisk-config"
 INSTANCES_IN_ROOT = "srv/starpay"  # where instances live inside a chroot root
+QA_SIP_USER = "qa-phone"  # the QA-only SIP endpoint (ivr/qa/targets/sip.py dials as it)
 
 
 class AsteriskNotFound(RuntimeError):
@@ -389,7 +390,16 @@ class LocalAsterisk:
             'callerid = "Demo Softphone" <+15551234567>\n\n'
             "[softphone-auth]\ntype = auth\nauth_type = userpass\nusername = softphone\n"
             f"password = {self.sip_secret}\n\n"
-            "[softphone]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n"
+            "[softphone]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n\n"
+            "; The QA phone (`ivr qa run --target sip`): its calls enter [starpay-qa-sip],\n"
+            "; which takes the caller ID and attestation a scenario plays from its SIP\n"
+            "; headers. Only this instance renders it; no product endpoint may trust them.\n"
+            f"[{QA_SIP_USER}]\ntype = endpoint\ntransport = starpay-udp\n"
+            "context = starpay-qa-sip\ndisallow = all\nallow = ulaw,alaw,gsm\n"
+            f"auth = {QA_SIP_USER}-auth\naors = {QA_SIP_USER}\ndirect_media = no\n\n"
+            f"[{QA_SIP_USER}-auth]\ntype = auth\nauth_type = userpass\n"
+            f"username = {QA_SIP_USER}\npassword = {self.sip_secret}\n\n"
+            f"[{QA_SIP_USER}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n"
         )
 
     def _link_data(self) -> None:

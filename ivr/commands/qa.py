@@ -1,6 +1,6 @@
 """`ivr qa run` (call scenarios) and `ivr qa call` (a phone in the terminal).
 
-    ivr qa run tests/scenarios [--target emulator|asterisk] [--junit FILE] [--jobs N]
+    ivr qa run tests/scenarios [--target emulator|asterisk|sip] [--junit FILE] [--jobs N]
     ivr qa call --from +15551234567 [--attest A] [--exten *PAY|3366] [--timeout S] [< keys]
 
 `qa run` exits 1 when any scenario fails; a file that is not valid YAML or not a valid
@@ -26,14 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     qsub = p.add_subparsers(dest="action", required=True)
     r = qsub.add_parser("run", help="run call scenarios (YAML files or folders)")
     r.add_argument("paths", nargs="+", metavar="PATH")
-    r.add_argument("--target", choices=("emulator", "asterisk"), default="emulator",
+    r.add_argument("--target", choices=("emulator", "asterisk", "sip"), default="emulator",
                    help="emulator: FakeAsterisk, no PBX (default); asterisk: a real local "
-                   "Asterisk (a private instance unless --instance names a running one)")
-    r.add_argument("--instance", metavar="NAME", help="with --target asterisk: use this "
+                   "Asterisk (a private instance unless --instance names a running one); "
+                   "sip: a real SIP phone (sipp) through that Asterisk, keys timed in "
+                   "advance")
+    r.add_argument("--instance", metavar="NAME", help="with --target asterisk or sip: use this "
                    "running local instance; its AGI port must be free (stop `ivr serve`)")
     r.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
     r.add_argument("--jobs", type=int, metavar="N", help="scenarios at a time (default 8 "
-                   "on the emulator, 16 on asterisk)")
+                   "on the emulator, 16 on asterisk, 6 on sip)")
     r.set_defaults(func=run)
     c = qsub.add_parser("call", help="place a call through the local Asterisk: prompts are "
                         "printed as they play; type keys + Enter, h + Enter hangs up")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     for result in broken:
         print(describe(result), flush=True)
     instance = None
-    if args.target == "asterisk" and args.instance:
+    if args.target in ("asterisk", "sip") and args.instance:
         from ivr.asterisk.local import LocalAsterisk
 
         instance = LocalAsterisk(args.instance, root=cfg.asterisk.root or None)

@@ -34,10 +34,12 @@ _PLAYING_APPS = {"read": 1, "background": 0, "playback": 0, "controlplayback": 0
 
 @dataclass(frozen=True)
 class Step:
-    """``keys`` typed while the prompt ``prompt`` (a prompt id) plays."""
+    """``keys`` typed while the prompt ``prompt`` (a prompt id) plays: late in it, or
+    ``after_s`` seconds after it starts. No keys: a moment to time (the phone hangs up)."""
 
     prompt: str
     keys: str
+    after_s: float | None = None
 
 
 class CannotTime(ValueError):
@@ -78,25 +80,28 @@ def _language(cmd: Command) -> str | None:
 
 
 def typing_seconds(keys: str) -> float:
-    return (len(keys) * TONE_MS + (len(keys) - 1) * GAP_MS) / 1000
+    return max(0, len(keys) * TONE_MS + (len(keys) - 1) * GAP_MS) / 1000
 
 
 def plan(transcript: Sequence[Command], pressed_at: Sequence[tuple[int, int]],
          steps: Sequence[Step], *, length: Callable[[str, str], float] = sound_seconds,
-         lang: str = "en") -> list[Entry]:
+         lang: str = "en", per_command_s: float = 0.0) -> list[Entry]:
     """Entries timed from a dry run: ``pressed_at[i]`` is (command index, sound index) where
-    step i's prompt played. Times are seconds from the start of the call's media."""
+    step i's prompt played. Times are seconds from the start of the call's media.
+    ``per_command_s``: the service pauses that long before each command (a slowed one)."""
     entries: list[Entry] = []
     t = 0.0
     done = 0  # commands already accounted for
     for step, (at_cmd, at_sound) in zip(steps, pressed_at, strict=True):
         for cmd in transcript[done:at_cmd]:
             lang = _language(cmd) or lang
-            t += sum(length(s, lang) for s in sounds_of(cmd))
+            t += sum(length(s, lang) for s in sounds_of(cmd)) + per_command_s
+        t += per_command_s  # before the command that plays the prompt
         before = sounds_of(transcript[at_cmd])[:at_sound]
         start = t + sum(length(s, lang) for s in before)
         prompt_s = length(SOUND_PREFIX + step.prompt, lang)
-        at = start + max(prompt_s / 2, prompt_s - LATE_S)
+        at = start + (max(prompt_s / 2, prompt_s - LATE_S) if step.after_s is None
+                      else step.after_s)
         entries.append(Entry(round(at, 3), step.keys))
         t = at + typing_seconds(step.keys)
         done = at_cmd + 1
@@ -130,6 +135,6 @@ async def dry_run(port: int, steps: Sequence[Step], *, callerid: str,
 
 
 async def timeline(port: int, steps: Sequence[Step], *, callerid: str,
-                   attest: str | None = None) -> list[Entry]:
+                   attest: str | None = None, per_command_s: float = 0.0) -> list[Entry]:
     transcript, pressed_at = await dry_run(port, steps, callerid=callerid, attest=attest)
-    return plan(transcript, pressed_at, steps)
+    return plan(transcript, pressed_at, steps, per_command_s=per_command_s)

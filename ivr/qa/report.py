@@ -11,6 +11,8 @@ from ivr.qa.result import Result
 
 
 def describe(result: Result) -> str:
+    if result.skipped is not None:
+        return f"SKIP  {result.name}  [{result.target}]: {result.skipped}"
     status = "PASS" if result.passed else "FAIL"
     line = f"{status}  {result.name}  [{result.target}, {result.seconds:.1f} s]"
     if result.passed:
@@ -22,18 +24,23 @@ def describe(result: Result) -> str:
 
 def summary(results: Sequence[Result]) -> str:
     failed = sum(not r.passed for r in results)
-    return f"{len(results) - failed} passed, {failed} failed"
+    skipped = sum(r.skipped is not None for r in results)
+    return f"{len(results) - failed - skipped} passed, {failed} failed" + (
+        f", {skipped} skipped" if skipped else "")
 
 
 def write_junit(results: Sequence[Result], path: str | Path, target: str) -> None:
     failed = sum(not r.passed for r in results)
     suite = ET.Element("testsuite", name=f"starpay-scenarios.{target}",
                        tests=str(len(results)), failures=str(failed), errors="0",
+                       skipped=str(sum(r.skipped is not None for r in results)),
                        time=f"{sum(r.seconds for r in results):.3f}")
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"scenarios.{r.target}",
                              name=r.name, time=f"{r.seconds:.3f}", file=str(r.scenario.file))
-        if not r.passed:
+        if r.skipped is not None:
+            ET.SubElement(case, "skipped", message=r.skipped)
+        elif not r.passed:
             fail = ET.SubElement(case, "failure", message=f"{r.step}: {r.message}")
             fail.text = describe(r)
         out = ET.SubElement(case, "system-out")

@@ -17,6 +17,8 @@ class Result:
     step: str | None = None  # the step (or "expect: ...") that failed
     message: str = ""
     heard: list[str] = field(default_factory=list)  # every prompt id played in the call
+    # Why the target could not run this scenario (passed stays True: not a failure).
+    skipped: str | None = None
 
     @property
     def name(self) -> str:

@@ -1,6 +1,7 @@
-"""Run call scenarios (ivr/qa/scenario.py) against the real pay flow, on one of two
-targets: ``emulator`` (ivr/qa/targets/emulator.py, no PBX) or ``asterisk``
-(ivr/qa/targets/asterisk.py, a real Asterisk). Each scenario gets its own world
+"""Run call scenarios (ivr/qa/scenario.py) against the real pay flow, on one of three
+targets: ``emulator`` (ivr/qa/targets/emulator.py, no PBX), ``asterisk``
+(ivr/qa/targets/asterisk.py, a real Asterisk) or ``sip`` (ivr/qa/targets/sip.py, a real
+SIP phone through a real Asterisk). Each scenario gets its own world
 (ivr/qa/world.py); scenarios run ``jobs`` at a time. The report is ivr/qa/report.py.
 """
 
@@ -15,8 +16,9 @@ from ivr.qa.scenario import Scenario
 from ivr.qa.targets.asterisk import AsteriskRunner
 from ivr.qa.targets.base import Runner
 from ivr.qa.targets.emulator import EmulatorRunner
+from ivr.qa.targets.sip import SipRunner
 
-TARGETS = ("emulator", "asterisk")
+TARGETS = ("emulator", "asterisk", "sip")
 
 
 async def run_scenarios(scenarios: Sequence[Scenario], target: str = "emulator", *,
@@ -27,6 +29,8 @@ async def run_scenarios(scenarios: Sequence[Scenario], target: str = "emulator",
         runner: Runner = EmulatorRunner(jobs=jobs or 8, config=config)
     elif target == "asterisk":
         runner = AsteriskRunner(instance, jobs=jobs or 16, config=config)
+    elif target == "sip":
+        runner = SipRunner(instance, jobs=jobs or 6, config=config)
     else:
         raise ValueError(f"target is one of {TARGETS}, not {target!r}")
     async with runner:

@@ -159,13 +159,19 @@ a=ptime:20
 a=sendrecv"""
 
 
-def scenario_xml(pcap: Path, *, user: str, hold_s: float) -> str:
+def scenario_xml(pcap: Path, *, user: str, hold_s: float,
+                 headers: dict[str, str] | None = None) -> str:
     """INVITE (answering the digest challenge) offering PCMU and telephone-event, ACK, the
-    pcap, then wait up to ``hold_s`` for Asterisk's BYE; if none comes, the phone hangs up."""
+    pcap, then wait up to ``hold_s`` for Asterisk's BYE; if none comes, the phone hangs up.
+    ``headers`` go on both INVITEs (the QA endpoint reads X-QA-* ones)."""
     def head(to_tag: str = "") -> str:
         return _HEAD.format(user=user, to_tag=to_tag)
 
-    contact = f"Contact: <sip:{user}@[local_ip]:[local_port]>"
+    for name, value in (headers or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9-]+", name) or not re.fullmatch(r"[ -~]*", value):
+            raise ValueError(f"not a SIP header: {name}: {value!r}")
+    contact = f"Contact: <sip:{user}@[local_ip]:[local_port]>" + "".join(
+        f"\n{name}: {value}" for name, value in (headers or {}).items())
     invite = "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0"
     ack = "ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0"
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -255,16 +261,18 @@ def find_sipp() -> str:
 
 
 def call(asterisk: LocalAsterisk, entries: Sequence[Entry], folder: Path, *,
-         exten: str = "*PAY", hold_s: float = 120.0, user: str = "softphone") -> SipCall:
-    """Dial ``exten`` on the instance as the demo softphone and type ``entries``; blocks
-    until the call ends (run it in a thread from async code)."""
+         exten: str = "*PAY", hold_s: float = 120.0, user: str = "softphone",
+         headers: dict[str, str] | None = None) -> SipCall:
+    """Dial ``exten`` on the instance as the demo softphone (or ``user``) and type
+    ``entries``; blocks until the call ends (run it in a thread from async code)."""
     from ivr.asterisk.local import free_port
 
     sipp = find_sipp()
     folder.mkdir(parents=True, exist_ok=True)
     pcap = write_pcap(folder / "keys.pcap", dtmf_packets(key_times(entries)))
     xml = folder / "phone.xml"
-    xml.write_text(scenario_xml(pcap.resolve(), user=user, hold_s=hold_s))
+    xml.write_text(scenario_xml(pcap.resolve(), user=user, hold_s=hold_s,
+                                headers=headers))
     messages = folder / "messages.log"
     cmd = [sipp, f"127.0.0.1:{asterisk.ports.sip}", "-sf", str(xml), "-s", exten,
            "-au", user, "-ap", asterisk.sip_secret, "-i", "127.0.0.1", "-mi", "127.0.0.1",
