@@ -119,24 +119,28 @@ class SandboxGateway:
                      fault: str | None) -> tuple[ChargeResult | None, bool]:
         """(result, replayed); result None means the request 'never arrived'."""
         with self._lock:
+            if fault != "before":
+                # A new key (the common case) is one statement: the INSERT is the look-up,
+                # and the result is built from what was written, not read back.
+                code = DECLINES.get(token)
+                status = "declined" if code else "approved"
+                if token == "tok_sandbox_authentication_required":
+                    status, code = "action_required", "authentication_required"
+                ref = "sbx_" + secrets.token_hex(8)
+                inserted = self._db.execute(
+                    "INSERT INTO charges (idempotency_key, token, amount_minor, currency,"
+                    " status, decline_code, reference) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (idempotency_key) DO NOTHING",
+                    (key, token, amount, currency, status, code, ref)).rowcount
+                if inserted:
+                    return self._result((token, amount, currency, status, code, ref)), False
             row = self._row("idempotency_key", key)
-            if row is not None:
-                if (row[0], row[1], row[2]) != (token, amount, currency):
-                    raise ChargeFailed("idempotency key reused with different parameters",
-                                       code="idempotency_error")
-                return self._result(row), True
-            if fault == "before":
+            if row is None:  # fault "before" on a new key
                 return None, False
-            code = DECLINES.get(token)
-            status = "declined" if code else "approved"
-            if token == "tok_sandbox_authentication_required":
-                status, code = "action_required", "authentication_required"
-            ref = "sbx_" + secrets.token_hex(8)
-            self._db.execute(
-                "INSERT INTO charges (idempotency_key, token, amount_minor, currency, status,"
-                " decline_code, reference) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, token, amount, currency, status, code, ref))
-            return self._result(self._row("idempotency_key", key)), False  # type: ignore[arg-type]
+            if (row[0], row[1], row[2]) != (token, amount, currency):
+                raise ChargeFailed("idempotency key reused with different parameters",
+                                   code="idempotency_error")
+            return self._result(row), True
 
     # -- the Gateway interface --
 
