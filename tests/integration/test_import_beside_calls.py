@@ -3,8 +3,7 @@ the caller's wait from pressing 1 to confirm until "approved" starts stays under
 
 In process, the import's batches take turns with the call's writes in the writer queue
 (settlements first). As a separate `ivr accounts import` process, only SQLite's lock
-arbitrates: the import pauses between batches so a waiting writer's busy handler finds
-the lock free."""
+arbitrates: the call's busy handler has to find the lock free between two batches."""
 
 from __future__ import annotations
 
