@@ -3,11 +3,11 @@ through `ivr accounts import` / `ivr statements import`'s code, on SQLite and Po
 beside the floor: the same rows loaded raw (SQLite: executemany in one transaction;
 PostgreSQL: COPY) with no validation. Prints rows/s, the ratio to the floor and the import
 process's peak RSS (each load runs in a child process; psutil samples it), at 10k, 100k and
-N rows. Then, on SQLite, a charge loop in another process writes while N accounts import
-and its wait for the database (p50/p99) is printed.
+N rows. (A live charge's wait beside an import is measured by
+tests/integration/test_import_beside_calls.py, one call; a charge loop here is still to do.)
 
-Targets: >= 20,000 rows/s, within 3x of the floor, peak RSS <= 250 MB at 1M rows, charge
-wait p99 <= 1 s.  Usage: python benchmarks/bulk.py [--rows N]
+Targets: >= 20,000 rows/s, within 3x of the floor, peak RSS <= 250 MB at 1M rows.
+Usage: python benchmarks/bulk.py [--rows N]
 """
 
 from __future__ import annotations
