@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,7 +34,14 @@ from sqlalchemy.orm import selectinload
 from ivr.money import AmountError, parse_text, to_text
 from ivr.phone import to_e164
 from ivr.services.accounts import default_card, hash_pin
-from ivr.services.bulk_files import CountingLines, SeenBefore, Spool, first_lines
+from ivr.services.bulk_files import (
+    BadRow,
+    CheckReport,
+    CountingLines,
+    SeenBefore,
+    Spool,
+    first_lines,
+)
 from ivr.storage import audit, bulk
 from ivr.storage.db import Database
 from ivr.storage.models import Account, looks_like_pan
@@ -74,22 +81,6 @@ class Record:
     sms_opt_in: bool
 
 
-@dataclass
-class BadRow:
-    line: int
-    reason: str
-
-
-@dataclass
-class CheckReport:
-    """Pass 1's outcome: the good rows sit in ``spool`` (close it when done)."""
-    spool: Spool
-    good: int = 0
-    bad: list[BadRow] = field(default_factory=list)
-    skip_lines: set[int] = field(default_factory=set)  # spooled rows found bad later
-
-    def close(self) -> None:
-        self.spool.close()
 
 
 # A spooled row: what the staging table takes, in its column order, then the phones.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import marshal
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 # Rows per transaction: short enough that a live call's write waits well under 1 s behind
@@ -99,3 +100,21 @@ def first_lines(keys: set[str], rows: Iterable[tuple[str, int]]) -> dict[str, in
         if key in keys and key not in found:
             found[key] = line
     return found
+
+
+@dataclass
+class BadRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class CheckReport:
+    """Pass 1's outcome of an import: the good rows sit in ``spool`` (close it when done)."""
+    spool: Spool
+    good: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+    skip_lines: set[int] = field(default_factory=set)  # spooled rows found bad later
+
+    def close(self) -> None:
+        self.spool.close()

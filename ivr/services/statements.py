@@ -44,7 +44,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -52,7 +52,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from ivr.money import AmountError, parse_text
-from ivr.services.bulk_files import BATCH_ROWS, CountingLines, SeenBefore, Spool, first_lines
+from ivr.services.bulk_files import (
+    BATCH_ROWS,
+    BadRow,
+    CheckReport,
+    CountingLines,
+    SeenBefore,
+    Spool,
+    first_lines,
+)
 from ivr.storage import audit, bulk
 from ivr.storage.db import Database
 from ivr.storage.models import Account, Statement
@@ -73,21 +81,6 @@ _STAGE: bulk.Columns = [
     ("latest", "BOOLEAN"), ("paid_minor", "BIGINT")]
 
 
-@dataclass
-class BadRow:
-    line: int
-    reason: str
-
-
-@dataclass
-class CheckReport:
-    spool: Spool
-    good: int = 0
-    bad: list[BadRow] = field(default_factory=list)
-    skip_lines: set[int] = field(default_factory=set)
-
-    def close(self) -> None:
-        self.spool.close()
 
 
 @dataclass(frozen=True)
