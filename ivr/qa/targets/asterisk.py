@@ -162,6 +162,7 @@ class AsteriskRunner(Runner):
                     await asyncio.wait_for(done.wait(), self.call_timeout)
                 except TimeoutError:
                     raise Failed("end of call", "the service never finished the call") from None
+                await _events_settled(line)
                 commands[:] = line.commands
                 await check_outcome(world, commands)
                 if scenario.expect.next in ("queue", "voicemail"):
@@ -172,6 +173,19 @@ class AsteriskRunner(Runner):
                 await call.close()
                 self._calls.pop(call.service_uid, None)
         return commands
+
+
+async def _events_settled(line: AsteriskLine, quiet: float = 1.0, limit: float = 10.0
+                          ) -> None:
+    """The service has finished, but AMI's AGIExecStart events for its last commands (the
+    STARPAY_NEXT it set) can still be on their way on a loaded box: wait until no new one
+    has come for ``quiet`` seconds (at most ``limit``)."""
+    deadline = time.monotonic() + limit
+    seen, since = len(line.commands), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        await asyncio.sleep(0.05)
+        if len(line.commands) != seen:
+            seen, since = len(line.commands), time.monotonic()
 
 
 async def _dialplan_went(contexts: list[str], context: str, call: AsteriskCall,
